@@ -1,0 +1,39 @@
+# All targets use the project's own virtual environment (.venv), created by `make setup`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+BENTOML := $(VENV)/bin/bentoml
+HTTP_PORT ?= 3000
+GRPC_PORT ?= 3010
+export BENTOML_DO_NOT_TRACK := True
+
+.PHONY: setup run prepare train serve serve-grpc test test-fast lint typecheck clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install everything (pinned by requirements.lock)
+
+run: setup  ## the main job: data + features pipeline on the bundled candles
+	$(PY) -m training.prepare
+
+prepare: setup
+	$(PY) -m training.prepare
+
+test: setup  ## the whole test suite
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not integration and not container"
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

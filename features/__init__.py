@@ -1,0 +1,161 @@
+"""The one implementation of feature and label math.
+
+Training, serving, the ``indicators`` API and the backtest all call these functions; nothing
+here imports from them. Data flows one way: candles -> features -> (training | service | backtest).
+
+Public API:
+    FEATURE_NAMES, WARMUP_BARS, FEATURE_SET_VERSION: the contract a model is trained against.
+    compute_features(candles): features for every warmed-up row of a gap-free candle frame.
+    compute_features_segmented(candles): the same over data with gaps (per contiguous segment).
+    compute_window_features(windows): the last row's features for a batch of windows.
+    make_labels(candles, horizon): the direction target, kept apart from the features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.candles import (
+    BAR_INTERVAL,
+    OHLCV_COLUMNS,
+    TIMESTAMP_COLUMN,
+    CandleValidationError,
+    find_gaps,
+    validate_candles,
+)
+from features.indicators import FEATURE_NAMES, indicator_frame
+
+WARMUP_BARS = 240
+"""Rows dropped at the start of every series: after this many bars every feature is defined and
+its dependence on older history is below :data:`WARMUP_TOLERANCE` (measured on the bundled
+candles, see ``tests/test_features.py::test_values_after_warmup_barely_depend_on_older_history``).
+A window of ``WARMUP_BARS + 1`` candles yields one feature row, for its last candle."""
+
+WARMUP_TOLERANCE = 1e-4
+"""Max absolute change of a feature after the warm-up when older history is cut off, in units
+of that feature's standard deviation over the bundled data."""
+
+FEATURE_SET_VERSION = "1"
+"""Bumped whenever a definition in :mod:`features.indicators` changes; stored with each model."""
+
+DEFAULT_LABEL_HORIZON = 1
+LABEL_NAME = "label_up"
+
+__all__ = [
+    "BAR_INTERVAL",
+    "DEFAULT_LABEL_HORIZON",
+    "FEATURE_NAMES",
+    "FEATURE_SET_VERSION",
+    "LABEL_NAME",
+    "OHLCV_COLUMNS",
+    "TIMESTAMP_COLUMN",
+    "WARMUP_BARS",
+    "WARMUP_TOLERANCE",
+    "CandleValidationError",
+    "compute_features",
+    "compute_features_segmented",
+    "compute_window_features",
+    "contiguous_segments",
+    "make_labels",
+    "validate_candles",
+]
+
+
+def compute_features(candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS) -> pd.DataFrame:
+    """Features for each row of a gap-free candle frame that has ``warmup_bars`` rows before it.
+
+    Args:
+        candles: oldest first, validated (:func:`features.candles.validate_candles`), no gaps.
+        warmup_bars: leading rows to drop; the default is the contract value.
+
+    Returns:
+        Frame indexed by the candle open ``timestamp``, columns :data:`FEATURE_NAMES` in order,
+        ``len(candles) - warmup_bars`` rows (empty if the frame is shorter).
+
+    Raises:
+        CandleValidationError: a warmed-up row still has a missing or infinite value.
+    """
+    frame = indicator_frame(candles.reset_index(drop=True))
+    frame.index = pd.DatetimeIndex(candles[TIMESTAMP_COLUMN], name=TIMESTAMP_COLUMN)
+    frame = frame.iloc[warmup_bars:]
+    values = frame.to_numpy()
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise CandleValidationError(
+            f"feature {FEATURE_NAMES[col]} is not finite at {frame.index[row]} after the warm-up"
+        )
+    return frame
+
+
+def contiguous_segments(candles: pd.DataFrame) -> list[pd.DataFrame]:
+    """Split a candle frame at its gaps into gap-free pieces (in order)."""
+    step = candles[TIMESTAMP_COLUMN].diff()
+    segment_id = (step > BAR_INTERVAL).cumsum()
+    return [piece for _, piece in candles.groupby(segment_id.to_numpy(), sort=True)]
+
+
+def compute_features_segmented(
+    candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS
+) -> pd.DataFrame:
+    """:func:`compute_features` over data with gaps: each gap-free segment warms up on its own.
+
+    Indicators never run across a hole in the data, so a feature never mixes bars that are
+    further apart in time than its definition says.
+    """
+    pieces = [compute_features(seg, warmup_bars=warmup_bars) for seg in contiguous_segments(candles)]
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        return pd.DataFrame(columns=list(FEATURE_NAMES), index=pd.DatetimeIndex([], tz="UTC"))
+    return pd.concat(pieces)
+
+
+def make_labels(candles: pd.DataFrame, horizon: int = DEFAULT_LABEL_HORIZON) -> pd.Series:
+    """Direction target: 1.0 if the close ``horizon`` bars later is above this bar's close, else 0.0.
+
+    A tie counts as not up. The last ``horizon`` rows, and rows whose target bar lies across a
+    gap (not exactly ``horizon`` intervals later), are NaN: no label is invented.
+    Indexed by the candle open ``timestamp``.
+    """
+    if horizon < 1:
+        raise ValueError("horizon must be >= 1")
+    close = candles["close"].to_numpy(dtype="float64")
+    ts = candles[TIMESTAMP_COLUMN].reset_index(drop=True)
+    future_close = pd.Series(close).shift(-horizon)
+    future_ts = ts.shift(-horizon)
+    exact = (future_ts - ts) == horizon * BAR_INTERVAL
+    label = (future_close > close).astype("float64").where(exact & future_close.notna())
+    label.index = pd.DatetimeIndex(ts, name=TIMESTAMP_COLUMN)
+    label.name = LABEL_NAME
+    return label
+
+
+def compute_window_features(windows: np.ndarray) -> np.ndarray:
+    """The feature row of the last candle of each window, for a batch of equal-length windows.
+
+    Args:
+        windows: float array ``(n_windows, n_bars, 5)`` with columns ``open, high, low, close,
+            volume`` (:data:`OHLCV_COLUMNS`), oldest bar first, ``n_bars > WARMUP_BARS``.
+            Candles must already be validated; timestamps play no part in the math.
+
+    Returns:
+        ``(n_windows, len(FEATURE_NAMES))`` float64, row ``i`` equal to the last row of
+        ``compute_features`` on window ``i``.
+    """
+    windows = np.asarray(windows, dtype="float64")
+    if windows.ndim != 3 or windows.shape[2] != len(OHLCV_COLUMNS):
+        raise ValueError(f"windows must have shape (n, bars, 5), got {windows.shape}")
+    if windows.shape[1] <= WARMUP_BARS:
+        raise CandleValidationError(
+            f"a window needs at least {WARMUP_BARS + 1} candles, got {windows.shape[1]}"
+        )
+    out = np.empty((windows.shape[0], len(FEATURE_NAMES)))
+    for i, window in enumerate(windows):
+        frame = pd.DataFrame(window, columns=list(OHLCV_COLUMNS))
+        out[i] = indicator_frame(frame).iloc[-1].to_numpy()
+    bad = ~np.isfinite(out)
+    if bad.any():
+        i, col = np.argwhere(bad)[0]
+        raise CandleValidationError(f"window {i}: feature {FEATURE_NAMES[col]} is not finite")
+    return out

@@ -1,0 +1,224 @@
+"""The feature library: contract, no lookahead, warm-up, and values against independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from features import (
+    FEATURE_NAMES,
+    LABEL_NAME,
+    OHLCV_COLUMNS,
+    WARMUP_BARS,
+    WARMUP_TOLERANCE,
+    CandleValidationError,
+    compute_features,
+    compute_features_segmented,
+    compute_window_features,
+    contiguous_segments,
+    make_labels,
+)
+from features.indicators import indicator_frame
+
+
+@pytest.fixture(scope="module")
+def slice_features(btc_slice) -> pd.DataFrame:
+    return compute_features(btc_slice)
+
+
+def test_contract_names_are_unique_ordered_and_scale_free(slice_features):
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) >= 17
+    assert list(slice_features.columns) == list(FEATURE_NAMES)
+    assert LABEL_NAME not in FEATURE_NAMES
+    # No raw price or volume level: every feature stays within a bounded, level-free range.
+    assert slice_features.abs().max().max() < 1000
+    for name in ("open", "high", "low", "close", "volume"):
+        assert name not in FEATURE_NAMES
+
+
+def test_compute_features_drops_exactly_the_warmup_rows(btc_slice, slice_features):
+    assert len(slice_features) == len(btc_slice) - WARMUP_BARS
+    assert slice_features.index[0] == btc_slice["timestamp"].iloc[WARMUP_BARS]
+    assert np.isfinite(slice_features.to_numpy()).all()
+    # Every feature is defined well before the declared warm-up ends.
+    raw = indicator_frame(btc_slice)
+    first_valid = max(raw[c].first_valid_index() for c in FEATURE_NAMES)
+    assert first_valid < WARMUP_BARS
+
+
+def test_features_on_a_prefix_equal_features_on_the_full_data(btc_slice, slice_features):
+    """Truncation test: no row ever sees a later candle (exact equality, the last row included)."""
+    for cut in (WARMUP_BARS + 1, 700, 1555, 2999):
+        prefix = compute_features(btc_slice.iloc[:cut])
+        assert len(prefix) == cut - WARMUP_BARS
+        pd.testing.assert_frame_equal(prefix, slice_features.iloc[: len(prefix)], check_exact=True)
+
+
+def test_changing_future_candles_never_changes_past_features(btc_slice, slice_features):
+    shocked = btc_slice.copy()
+    later = shocked.index >= 2000
+    shocked.loc[later, ["open", "high", "low", "close"]] *= 3.0
+    shocked.loc[later, "volume"] *= 10.0
+    features = compute_features(shocked)
+    cutoff = shocked["timestamp"].iloc[2000]
+    pd.testing.assert_frame_equal(
+        features[features.index < cutoff], slice_features[slice_features.index < cutoff]
+    )
+    assert not features.loc[cutoff].equals(slice_features.loc[cutoff])
+
+
+def test_values_after_warmup_barely_depend_on_older_history(btc_frame):
+    """Warm-up test: cut older history away; after WARMUP_BARS, features move by at most
+    WARMUP_TOLERANCE standard deviations of each feature."""
+    segment = max(contiguous_segments(btc_frame), key=len).reset_index(drop=True)
+    base = segment.iloc[:6000]
+    full = indicator_frame(base)
+    scale = full.iloc[WARMUP_BARS:].std()
+    worst = pd.Series(0.0, index=list(FEATURE_NAMES))
+    for start in (500, 1700, 3100, 4500):
+        late = indicator_frame(base.iloc[start:].reset_index(drop=True))
+        late.index += start
+        rows = range(start + WARMUP_BARS, len(base))
+        worst = np.maximum(worst, ((late.loc[rows] - full.loc[rows]).abs() / scale).max())
+    assert (worst <= WARMUP_TOLERANCE).all(), worst[worst > WARMUP_TOLERANCE]
+    # ...and the warm-up is not padded: half of it would not be enough.
+    late = indicator_frame(base.iloc[3100:].reset_index(drop=True))
+    late.index += 3100
+    rows = range(3100 + WARMUP_BARS // 2, 3100 + WARMUP_BARS)
+    assert (((late.loc[rows] - full.loc[rows]).abs() / scale).max() > WARMUP_TOLERANCE).any()
+
+
+@pytest.fixture(scope="module")
+def long_segment(btc_frame):
+    segment = max(contiguous_segments(btc_frame), key=len).reset_index(drop=True)
+    return segment.iloc[:5000]
+
+
+def _ta_lib_reference(candles: pd.DataFrame) -> pd.DataFrame:
+    """The same features from TA-Lib, an independent C implementation (seeded differently;
+    equal to ta once both have forgotten their seeds)."""
+    o, h, low, c, v = (candles[k].to_numpy() for k in OHLCV_COLUMNS)
+    macd, signal, hist = talib.MACD(c, 12, 26, 9)
+    upper, middle, lower = talib.BBANDS(c, 20, 2, 2)
+    k, d = talib.STOCH(h, low, c, fastk_period=14, slowk_period=1, slowd_period=3)
+    ref = {
+        **{f"ret_{n}": talib.ROC(c, n) / 100 for n in (1, 3, 6, 12, 24)},
+        "rsi_14": talib.RSI(c, 14),
+        "macd_line_norm": macd / c,
+        "macd_signal_norm": signal / c,
+        "macd_diff_norm": hist / c,
+        "bb_pband_20": (c - lower) / (upper - lower),
+        "bb_wband_20": (upper - lower) / middle * 100,
+        "atr_norm_14": talib.ATR(h, low, c, 14) / c,
+        "adx_14": talib.ADX(h, low, c, 14),
+        "adx_pos_14": talib.PLUS_DI(h, low, c, 14),
+        "adx_neg_14": talib.MINUS_DI(h, low, c, 14),
+        "stoch_k_14": k,
+        "stoch_d_14": d,
+        "mfi_14": talib.MFI(h, low, c, v, 14),
+        "cci_20": talib.CCI(h, low, c, 20),
+        "williams_r_14": talib.WILLR(h, low, c, 14),
+        **{f"ema_dist_{n}": c / talib.EMA(c, n) - 1 for n in (12, 26, 50)},
+    }
+    return pd.DataFrame(ref)
+
+
+def test_features_match_ta_lib_after_warmup(long_segment):
+    # On flat (downtime) stretches the two differ by convention (0/0: TA-Lib says 0, we say
+    # neutral) and TA-Lib's running sums leave ~1e-5 of noise; compare where the market moves.
+    close = long_segment["close"]
+    ranged = (close.rolling(20).max() > close.rolling(20).min()) & (
+        long_segment["high"].rolling(14).max() > long_segment["low"].rolling(14).min()
+    )
+    moving = ranged.astype(float).rolling(40).min() == 1
+    moving &= long_segment.index >= 1000
+    ours = indicator_frame(long_segment)[moving]
+    ref = _ta_lib_reference(long_segment)[moving]
+    assert len(ours) > 3900
+    for name in ref.columns:
+        np.testing.assert_allclose(ours[name], ref[name], rtol=1e-7, atol=1e-9, err_msg=name)
+
+
+def test_obv_flow_is_the_net_signed_volume_share_over_24_bars(long_segment):
+    c, v = long_segment["close"].to_numpy(), long_segment["volume"].to_numpy()
+    ours = indicator_frame(long_segment)["obv_flow_24"].to_numpy()
+    for t in (300, 1234, 4999):
+        signed = sum(np.sign(c[i] - c[i - 1]) * v[i] for i in range(t - 23, t + 1))
+        assert ours[t] == pytest.approx(signed / v[t - 23 : t + 1].sum(), rel=1e-9)
+
+
+def test_hand_computed_bollinger_and_williams_and_returns():
+    closes = np.tile([10.0, 11, 12, 11, 13, 14, 13, 15, 16, 15, 17, 18, 17, 19, 20, 19, 21, 22,
+                      21, 23], 3)
+    closes[-1] = 24.0
+    n = len(closes)
+    frame = pd.DataFrame({"open": closes, "high": closes + 1, "low": closes - 1, "close": closes,
+                          "volume": np.full(n, 5.0)})
+    got = indicator_frame(frame).iloc[-1]
+    last20 = closes[-20:]
+    mean, std = last20.mean(), last20.std(ddof=0)  # Bollinger uses the population std
+    assert got["bb_pband_20"] == pytest.approx((24 - (mean - 2 * std)) / (4 * std))
+    assert got["bb_wband_20"] == pytest.approx(4 * std / mean * 100)
+    hh, ll = (closes[-14:] + 1).max(), (closes[-14:] - 1).min()
+    assert got["williams_r_14"] == pytest.approx(-100 * (hh - 24) / (hh - ll))
+    assert got["ret_3"] == pytest.approx(24 / closes[-4] - 1)
+    assert got["stoch_k_14"] == pytest.approx(100 * (24 - ll) / (hh - ll))
+
+
+def test_flat_market_gives_neutral_oscillators_not_nan(btc_slice):
+    window = btc_slice.iloc[: WARMUP_BARS + 30].copy()
+    price = window["close"].iloc[WARMUP_BARS]
+    flat = window.index >= WARMUP_BARS
+    window.loc[flat, ["open", "high", "low", "close"]] = price
+    window.loc[flat, "volume"] = 0.0
+    last = compute_features(window).iloc[-1]
+    assert last["stoch_k_14"] == 50.0 and last["stoch_d_14"] == 50.0
+    assert last["williams_r_14"] == -50.0
+    assert last["bb_pband_20"] == 0.5
+    assert last["mfi_14"] == 50.0
+    assert last["ret_1"] == 0.0
+
+
+def test_window_features_equal_last_row_of_compute_features(btc_slice):
+    n_bars = 256
+    starts = [0, 17, 900, 2000]
+    windows = np.stack(
+        [btc_slice.iloc[s : s + n_bars][list(OHLCV_COLUMNS)].to_numpy() for s in starts]
+    )
+    got = compute_window_features(windows)
+    for row, s in zip(got, starts, strict=True):
+        expected = compute_features(btc_slice.iloc[s : s + n_bars]).iloc[-1].to_numpy()
+        np.testing.assert_array_equal(row, expected)
+
+
+def test_window_shorter_than_warmup_is_refused(btc_slice):
+    windows = btc_slice.iloc[:WARMUP_BARS][list(OHLCV_COLUMNS)].to_numpy()[None]
+    with pytest.raises(CandleValidationError, match=f"at least {WARMUP_BARS + 1} candles"):
+        compute_window_features(windows)
+
+
+def test_labels_look_ahead_only_as_targets_and_never_across_gaps(btc_slice):
+    frame = btc_slice.iloc[:12].drop(index=[6])  # a one-bar gap between rows 5 and 7
+    labels = make_labels(frame, horizon=2)
+    close = frame.set_index("timestamp")["close"]
+    ts = close.index
+    assert labels.loc[ts[0]] == float(close.iloc[2] > close.iloc[0])
+    assert np.isnan(labels.loc[ts[4]])  # its target bar 2h later is missing
+    assert np.isnan(labels.loc[ts[5]])
+    assert labels.loc[ts[6]] == float(close.iloc[8] > close.iloc[6])
+    assert labels.iloc[-2:].isna().all()
+    tie = btc_slice.iloc[:3].assign(close=[5.0, 5.0, 5.0], open=5.0, high=5.0, low=5.0)
+    assert make_labels(tie, horizon=1).iloc[0] == 0.0
+
+
+def test_segmented_features_never_span_a_gap(btc_frame):
+    sample = btc_frame[btc_frame["timestamp"] < pd.Timestamp("2017-10-20", tz="UTC")]
+    gaps = sample["timestamp"].diff() > pd.Timedelta(hours=1)
+    assert gaps.sum() == 1
+    features = compute_features_segmented(sample)
+    gap_at = sample.loc[gaps, "timestamp"].iloc[0]
+    after = features[features.index >= gap_at]
+    assert after.index[0] == sample["timestamp"][sample["timestamp"] >= gap_at].iloc[WARMUP_BARS]
+    assert len(features) == len(sample) - 2 * WARMUP_BARS

@@ -1,0 +1,89 @@
+"""Build the training table (features + label) from candles and say what was done.
+
+Usage: ``python -m training.prepare [--data PATH] [--horizon N] [--out PATH.parquet]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features import (
+    DEFAULT_LABEL_HORIZON,
+    FEATURE_NAMES,
+    LABEL_NAME,
+    WARMUP_BARS,
+    compute_features_segmented,
+    make_labels,
+)
+from training.data import Candles, load_bundled_btcusdt, load_candles
+
+
+@dataclass
+class Dataset:
+    """Feature matrix and labels on the same timestamps, plus the candles they came from."""
+
+    table: pd.DataFrame  # FEATURE_NAMES columns + LABEL_NAME, indexed by candle open time
+    candles: Candles
+    label_horizon: int
+
+    @property
+    def features(self) -> pd.DataFrame:
+        return self.table[list(FEATURE_NAMES)]
+
+    @property
+    def labels(self) -> pd.Series:
+        return self.table[LABEL_NAME]
+
+
+def load_data(path: str | Path | None = None) -> Candles:
+    """The bundled BTCUSDT candles by default, else any file :func:`load_candles` accepts."""
+    return load_bundled_btcusdt() if path is None else load_candles(path)
+
+
+def build_dataset(candles: Candles, *, label_horizon: int = DEFAULT_LABEL_HORIZON) -> Dataset:
+    """Features for every warmed-up row and its label; rows without a label are dropped."""
+    feats = compute_features_segmented(candles.frame)
+    labels = make_labels(candles.frame, label_horizon)
+    table = feats.join(labels, how="inner")
+    table = table[table[LABEL_NAME].notna()]
+    return Dataset(table=table, candles=candles, label_horizon=label_horizon)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.prepare", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--data", type=Path, default=None, help="CSV/Parquet of hourly OHLCV "
+                        "candles (default: the bundled Binance BTCUSDT 1h data)")
+    parser.add_argument("--horizon", type=int, default=DEFAULT_LABEL_HORIZON,
+                        help="label horizon in bars (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="write the table as Parquet here")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    candles = load_data(args.data)
+    dataset = build_dataset(candles, label_horizon=args.horizon)
+    elapsed = time.perf_counter() - started
+    print(candles.report.summary())
+    table = dataset.table
+    print(
+        f"features: {len(FEATURE_NAMES)} ({', '.join(FEATURE_NAMES)}); warm-up {WARMUP_BARS} bars"
+    )
+    print(
+        f"training table: {len(table)} rows, {table.index[0]} .. {table.index[-1]}, "
+        f"up-share {table[LABEL_NAME].mean():.4f}, horizon {args.horizon} bar(s), "
+        f"built in {elapsed:.1f} s"
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(args.out)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
