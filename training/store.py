@@ -1,0 +1,223 @@
+"""The hand-off between training and serving: the BentoML model store.
+
+A model version is a BentoML model (``btcusdt_mlp:<version>``) whose directory holds the files
+written by :meth:`training.model.DirectionModel.save` (+ any report files), and whose metadata
+carries the contract (see ``shared/API_CONTRACT.md``). :func:`load_model` checks the contract and
+every file's checksum, and fails loudly with the reason; nothing half-loaded is returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import NotFound
+
+from features import FEATURE_NAMES, FEATURE_SET_VERSION, WARMUP_BARS
+from training.model import CONFIG_FILE, SCALER_FILE, WEIGHTS_FILE, DirectionModel
+
+MODEL_NAME = "btcusdt_mlp"
+STAGES = ("candidate", "production", "archived")
+REQUIRED_METADATA = (
+    "feature_names",
+    "warmup_bars",
+    "label_horizon",
+    "threshold",
+    "train_range",
+    "holdout_range",
+    "metrics",
+    "data_sha256",
+    "feature_set_version",
+    "files_sha256",
+)
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, SCALER_FILE)
+
+
+class ModelContractError(RuntimeError):
+    """The stored model cannot be served by this code: missing, corrupted or mismatched."""
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from the store, with the tag and metadata it came from."""
+
+    tag: str
+    model: DirectionModel
+    metadata: dict[str, Any]
+    labels: dict[str, str]
+
+    @property
+    def stage(self) -> str:
+        return self.labels.get("stage", "candidate")
+
+    @property
+    def label_horizon(self) -> int:
+        return int(self.metadata["label_horizon"])
+
+    @property
+    def warmup_bars(self) -> int:
+        return int(self.metadata["warmup_bars"])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(
+    model: DirectionModel,
+    *,
+    metadata: Mapping[str, Any],
+    labels: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, Path] | None = None,
+    name: str = MODEL_NAME,
+) -> str:
+    """Create a new version in the BentoML store; returns its tag ``name:version``.
+
+    ``metadata`` must hold the training facts (label_horizon, train_range, holdout_range,
+    metrics, data_sha256...); the feature contract, threshold and file checksums are added
+    here. ``extra_files`` (name -> path) are copied in, e.g. the training report and plots.
+    Creation is atomic: the version appears in the store only when the block completes.
+    """
+    full_meta: dict[str, Any] = dict(metadata)
+    full_meta.update(
+        feature_names=list(model.feature_names),
+        warmup_bars=WARMUP_BARS,
+        feature_set_version=FEATURE_SET_VERSION,
+        threshold=float(model.threshold),
+    )
+    all_labels = {"stage": "candidate", "market": "BTCUSDT", "interval": "1h", **(labels or {})}
+    with bentoml.models.create(
+        name,
+        labels=all_labels,
+        metadata=full_meta,
+        module="training.store",
+        signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
+    ) as bento_model:
+        directory = Path(bento_model.path)
+        model.save(directory)
+        for file_name, source in (extra_files or {}).items():
+            target = directory / file_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(Path(source).read_bytes())
+        checksums = {
+            str(p.relative_to(directory)): _sha256(p)
+            for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != "model.yaml"
+        }
+        bento_model.info.metadata["files_sha256"] = checksums
+        missing = [k for k in REQUIRED_METADATA if k not in bento_model.info.metadata]
+        if missing:
+            raise ValueError(f"metadata is missing {missing}")
+        tag = str(bento_model.tag)
+    return tag
+
+
+def list_models(name: str = MODEL_NAME) -> list[bentoml.Model]:
+    """Every stored version of ``name``, newest first."""
+    try:
+        models = bentoml.models.list(name)
+    except NotFound:
+        return []
+    return sorted(models, key=lambda m: m.info.creation_time, reverse=True)
+
+
+def resolve_tag(tag: str | None = None, name: str = MODEL_NAME) -> str:
+    """The tag to serve: ``tag`` if given, else the ``production`` version, else the newest.
+
+    Raises:
+        ModelContractError: nothing in the store (or the given tag does not exist).
+    """
+    if tag:
+        try:
+            return str(bentoml.models.get(tag).tag)
+        except NotFound as exc:
+            raise ModelContractError(f"model {tag!r} is not in the BentoML model store") from exc
+    models = list_models(name)
+    if not models:
+        raise ModelContractError(
+            f"no {name!r} model in the BentoML model store: train one with "
+            "`python -m training.train`"
+        )
+    production = [m for m in models if m.info.labels.get("stage") == "production"]
+    return str((production or models)[0].tag)
+
+
+def check_contract(metadata: Mapping[str, Any], tag: str) -> None:
+    """Refuse a model whose feature contract differs from this code's ``features/``."""
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise ModelContractError(f"{tag}: metadata lacks {missing}")
+    if list(metadata["feature_names"]) != list(FEATURE_NAMES):
+        raise ModelContractError(
+            f"{tag}: feature contract mismatch: model was trained on "
+            f"{list(metadata['feature_names'])}, this code computes {list(FEATURE_NAMES)}"
+        )
+    if int(metadata["warmup_bars"]) != WARMUP_BARS:
+        raise ModelContractError(
+            f"{tag}: warm-up mismatch: model expects {metadata['warmup_bars']} bars, "
+            f"features/ declares {WARMUP_BARS}"
+        )
+    if str(metadata["feature_set_version"]) != FEATURE_SET_VERSION:
+        raise ModelContractError(
+            f"{tag}: feature set version {metadata['feature_set_version']} != {FEATURE_SET_VERSION}"
+        )
+
+
+def load_model(tag: str | None = None, name: str = MODEL_NAME) -> LoadedModel:
+    """Resolve, verify (contract + file checksums) and rebuild a stored model.
+
+    Raises:
+        ModelContractError: with the tag and the reason (missing model, missing or corrupted
+            file, contract mismatch, unloadable weights).
+    """
+    resolved = resolve_tag(tag, name)
+    bento_model = bentoml.models.get(resolved)
+    metadata = dict(bento_model.info.metadata)
+    check_contract(metadata, resolved)
+    directory = Path(bento_model.path)
+    for file_name in MODEL_FILES:
+        if not (directory / file_name).is_file():
+            raise ModelContractError(f"{resolved}: file {file_name} is missing")
+    for file_name, expected in dict(metadata["files_sha256"]).items():
+        path = directory / file_name
+        if not path.is_file():
+            raise ModelContractError(f"{resolved}: file {file_name} is missing")
+        if _sha256(path) != expected:
+            raise ModelContractError(f"{resolved}: file {file_name} is corrupted (sha256 mismatch)")
+    try:
+        model = DirectionModel.load(directory, threshold=float(metadata["threshold"]))
+    except Exception as exc:  # weights_only refusal, shape mismatch, bad JSON
+        raise ModelContractError(f"{resolved}: cannot load model files: {exc}") from exc
+    if model.feature_names != list(FEATURE_NAMES):
+        raise ModelContractError(f"{resolved}: scaler feature names differ from the contract")
+    return LoadedModel(
+        tag=resolved, model=model, metadata=metadata, labels=dict(bento_model.info.labels)
+    )
+
+
+def model_summary(loaded: LoadedModel) -> dict[str, Any]:
+    """JSON-safe description of a loaded model (for the model-info API and CLIs)."""
+    meta = loaded.metadata
+    return json.loads(
+        json.dumps(
+            {
+                "model_tag": loaded.tag,
+                "stage": loaded.stage,
+                "labels": loaded.labels,
+                "feature_names": meta["feature_names"],
+                "warmup_bars": meta["warmup_bars"],
+                "label_horizon": meta["label_horizon"],
+                "threshold": meta["threshold"],
+                "train_range": meta["train_range"],
+                "holdout_range": meta["holdout_range"],
+                "data_sha256": meta["data_sha256"],
+                "metrics": meta["metrics"],
+            },
+            default=str,
+        )
+    )
