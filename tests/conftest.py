@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pandas as pd
 import pytest
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# Tests never touch the user's model store: one throw-away BENTOML_HOME per test session, set
+# before anything imports bentoml. Subprocesses (bentoml serve...) inherit it.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bentoml-home-tests-")
 
 from training.data import Candles, load_bundled_btcusdt  # noqa: E402
 
