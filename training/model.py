@@ -19,6 +19,9 @@ from torch import nn
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 SCALER_FILE = "scaler.json"
+ONNX_FILE = "model.onnx"
+ONNX_INPUT, ONNX_OUTPUT = "features", "probability_up"
+ONNX_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,39 @@ class DirectionMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
+
+
+class _ProbabilityHead(nn.Module):
+    """The MLP followed by a sigmoid: what the ONNX export computes."""
+
+    def __init__(self, mlp: DirectionMLP):
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(x))
+
+
+def export_onnx(mlp: DirectionMLP, path: Path) -> None:
+    """Export the MLP (+ sigmoid) to ONNX with a dynamic batch axis: the serving runtime.
+
+    Scaled float32 features ``(n, n_features)`` in, P(up) ``(n,)`` out. Uses the TorchScript-based
+    exporter, which needs only the ``onnx`` package (no onnxscript).
+    """
+    was_training = mlp.training
+    mlp.eval()
+    example = torch.zeros(2, mlp.config.n_features)
+    torch.onnx.export(
+        _ProbabilityHead(mlp),
+        (example,),
+        str(path),
+        input_names=[ONNX_INPUT],
+        output_names=[ONNX_OUTPUT],
+        dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+        opset_version=ONNX_OPSET,
+        dynamo=False,
+    )
+    mlp.train(was_training)
 
 
 def scaler_to_dict(scaler: StandardScaler, feature_names: list[str]) -> dict:
@@ -110,9 +146,10 @@ class DirectionModel:
         return np.where(np.asarray(probability_up) >= self.threshold, "long", "flat")
 
     def save(self, directory: Path) -> None:
-        """Write weights (state_dict), config and scaler arrays into ``directory``."""
+        """Write weights (state_dict), config, scaler arrays and the ONNX export into ``directory``."""
         directory = Path(directory)
         torch.save(self.mlp.state_dict(), directory / WEIGHTS_FILE)
+        export_onnx(self.mlp, directory / ONNX_FILE)
         (directory / CONFIG_FILE).write_text(self.mlp.config.to_json())
         (directory / SCALER_FILE).write_text(
             json.dumps(scaler_to_dict(self.scaler, self.feature_names), indent=2)

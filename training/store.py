@@ -13,13 +13,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import bentoml
 from bentoml.exceptions import NotFound
 
 from features import FEATURE_NAMES, FEATURE_SET_VERSION, WARMUP_BARS
-from training.model import CONFIG_FILE, SCALER_FILE, WEIGHTS_FILE, DirectionModel
+from training.predictor import ONNX_FILE, SCALER_FILE, OnnxPredictor
+
+if TYPE_CHECKING:
+    from training.model import DirectionModel
 
 MODEL_NAME = "btcusdt_mlp"
 STAGES = ("candidate", "production", "archived")
@@ -35,7 +38,9 @@ REQUIRED_METADATA = (
     "feature_set_version",
     "files_sha256",
 )
-MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, SCALER_FILE)
+WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, SCALER_FILE, ONNX_FILE)
+Runtime = Literal["onnx", "torch"]
 
 
 class ModelContractError(RuntimeError):
@@ -47,7 +52,7 @@ class LoadedModel:
     """A model rebuilt from the store, with the tag and metadata it came from."""
 
     tag: str
-    model: DirectionModel
+    model: OnnxPredictor | DirectionModel  # both: predict_proba, signal, threshold, feature_names
     metadata: dict[str, Any]
     labels: dict[str, str]
 
@@ -168,8 +173,13 @@ def check_contract(metadata: Mapping[str, Any], tag: str) -> None:
         )
 
 
-def load_model(tag: str | None = None, name: str = MODEL_NAME) -> LoadedModel:
+def load_model(
+    tag: str | None = None, name: str = MODEL_NAME, *, runtime: Runtime = "onnx"
+) -> LoadedModel:
     """Resolve, verify (contract + file checksums) and rebuild a stored model.
+
+    ``runtime="onnx"`` (serving, backtest) runs the ONNX export with ONNX Runtime and needs no
+    torch; ``runtime="torch"`` rebuilds the trained ``DirectionMLP`` from its state_dict.
 
     Raises:
         ModelContractError: with the tag and the reason (missing model, missing or corrupted
@@ -189,8 +199,15 @@ def load_model(tag: str | None = None, name: str = MODEL_NAME) -> LoadedModel:
             raise ModelContractError(f"{resolved}: file {file_name} is missing")
         if _sha256(path) != expected:
             raise ModelContractError(f"{resolved}: file {file_name} is corrupted (sha256 mismatch)")
+    threshold = float(metadata["threshold"])
+    model: OnnxPredictor | DirectionModel
     try:
-        model = DirectionModel.load(directory, threshold=float(metadata["threshold"]))
+        if runtime == "onnx":
+            model = OnnxPredictor.load(directory, threshold=threshold)
+        else:
+            from training.model import DirectionModel
+
+            model = DirectionModel.load(directory, threshold=threshold)
     except Exception as exc:  # weights_only refusal, shape mismatch, bad JSON
         raise ModelContractError(f"{resolved}: cannot load model files: {exc}") from exc
     if model.feature_names != list(FEATURE_NAMES):
