@@ -52,7 +52,8 @@ def test_onnx_runtime_matches_torch_model_to_1e6(tmp_path, torch_model, real_fea
 def test_onnx_scaling_is_bitwise_sklearn_transform(tmp_path, torch_model, real_features):
     torch_model.save(tmp_path)
     onnx = OnnxPredictor.load(tmp_path, threshold=0.5)
-    np.testing.assert_array_equal(onnx.scale(real_features), torch_model.scaler.transform(real_features))
+    expected = torch_model.scaler.transform(real_features)
+    np.testing.assert_array_equal(onnx.scale(real_features), expected)
 
 
 def test_store_round_trip_both_runtimes(torch_model, real_features):

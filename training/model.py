@@ -146,7 +146,7 @@ class DirectionModel:
         return np.where(np.asarray(probability_up) >= self.threshold, "long", "flat")
 
     def save(self, directory: Path) -> None:
-        """Write weights (state_dict), config, scaler arrays and the ONNX export into ``directory``."""
+        """Write weights (state_dict), config, scaler arrays and the ONNX export."""
         directory = Path(directory)
         torch.save(self.mlp.state_dict(), directory / WEIGHTS_FILE)
         export_onnx(self.mlp, directory / ONNX_FILE)
@@ -170,5 +170,9 @@ class DirectionModel:
             raise ValueError(
                 f"scaler has {scaler.n_features_in_} features, MLP expects {config.n_features}"
             )
-        return cls(mlp=mlp, scaler=scaler, feature_names=list(raw_scaler["feature_names"]),
-                   threshold=threshold)
+        return cls(
+            mlp=mlp,
+            scaler=scaler,
+            feature_names=list(raw_scaler["feature_names"]),
+            threshold=threshold,
+        )

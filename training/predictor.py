@@ -51,7 +51,8 @@ class OnnxPredictor:
         )
         n_inputs = session.get_inputs()[0].shape[1]
         if n_inputs != len(scaler["mean"]):
-            raise ValueError(f"ONNX model takes {n_inputs} features, scaler has {len(scaler['mean'])}")
+            n_scaler = len(scaler["mean"])
+            raise ValueError(f"ONNX model takes {n_inputs} features, scaler has {n_scaler}")
         return cls(
             session,
             mean=scaler["mean"],
