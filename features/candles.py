@@ -87,7 +87,9 @@ def validate_candles(
         )
     ts = ts.dt.tz_convert("UTC").reset_index(drop=True)
     if ts.isna().any():
-        raise CandleValidationError(f"{where(int(np.argmax(ts.isna().to_numpy())))}: timestamp is missing")
+        raise CandleValidationError(
+            f"{where(int(np.argmax(ts.isna().to_numpy())))}: timestamp is missing"
+        )
 
     out = pd.DataFrame({TIMESTAMP_COLUMN: ts})
     for col in OHLCV_COLUMNS:

@@ -127,24 +127,48 @@ def test_load_candles_accepts_epoch_milliseconds(tmp_path, btc_slice):
     [
         (lambda f: f.drop(columns="volume"), "missing required column.*volume"),
         (lambda f: f.assign(timestamp=f["timestamp"].str.replace("+00:00", "")), "no UTC offset"),
-        (lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 5, "yesterday")),
-         "not ISO 8601"),
-        (lambda f: f.assign(close=f["close"].where(f.index != 7, -1.0)), "line 9: close must be > 0"),
-        (lambda f: f.assign(open=f["open"].where(f.index != 3, np.nan)),
-         "line 5: open must be a finite number"),
-        (lambda f: f.assign(volume=f["volume"].where(f.index != 4, -2.0)),
-         "line 6: volume must be >= 0"),
-        (lambda f: f.assign(high=f["high"].where(f.index != 2, f["low"] - 1)),
-         "line 4: high .* must be >= low"),
-        (lambda f: f.assign(low=f["low"].where(f.index != 6, f[["open", "close"]].min(axis=1) + 1)),
-         r"line 8: low .* must be <= min\(open, close\)"),
-        (lambda f: f.assign(high=f["high"].where(f.index != 9, f[["open", "close"]].max(axis=1) - 1)),
-         r"line 11: high .* must be >= max\(open, close\)"),
+        (
+            lambda f: f.assign(timestamp=f["timestamp"].where(f.index != 5, "yesterday")),
+            "not ISO 8601",
+        ),
+        (
+            lambda f: f.assign(close=f["close"].where(f.index != 7, -1.0)),
+            "line 9: close must be > 0",
+        ),
+        (
+            lambda f: f.assign(open=f["open"].where(f.index != 3, np.nan)),
+            "line 5: open must be a finite number",
+        ),
+        (
+            lambda f: f.assign(volume=f["volume"].where(f.index != 4, -2.0)),
+            "line 6: volume must be >= 0",
+        ),
+        (
+            lambda f: f.assign(high=f["high"].where(f.index != 2, f["low"] - 1)),
+            "line 4: high .* must be >= low",
+        ),
+        (
+            lambda f: f.assign(
+                low=f["low"].where(f.index != 6, f[["open", "close"]].min(axis=1) + 1)
+            ),
+            r"line 8: low .* must be <= min\(open, close\)",
+        ),
+        (
+            lambda f: f.assign(
+                high=f["high"].where(f.index != 9, f[["open", "close"]].max(axis=1) - 1)
+            ),
+            r"line 11: high .* must be >= max\(open, close\)",
+        ),
         (lambda f: pd.concat([f.iloc[:10], f.iloc[9:]]), "line 12: .*duplicate timestamp"),
         (lambda f: f.iloc[[0, 1, 3, 2, 4]], "line 5: .*out of order"),
-        (lambda f: f.assign(timestamp=f["timestamp"].where(
-            f.index != 10, f["timestamp"].str.replace(":00:00+", ":30:00+"))),
-         "line 12: timestamps must be 0 days 01:00:00 apart"),
+        (
+            lambda f: f.assign(
+                timestamp=f["timestamp"].where(
+                    f.index != 10, f["timestamp"].str.replace(":00:00+", ":30:00+")
+                )
+            ),
+            "line 12: timestamps must be 0 days 01:00:00 apart",
+        ),
     ],
 )
 def test_load_candles_names_the_row_and_rule_of_bad_data(tmp_path, user_frame, mutate, message):
@@ -165,13 +189,17 @@ def test_load_candles_reports_gaps_or_refuses_them(tmp_path, user_frame):
 
 
 def test_validate_rejects_naive_timestamps(btc_slice):
-    naive = btc_slice.iloc[:5].assign(timestamp=btc_slice["timestamp"].iloc[:5].dt.tz_localize(None))
+    naive = btc_slice.iloc[:5].assign(
+        timestamp=btc_slice["timestamp"].iloc[:5].dt.tz_localize(None)
+    )
     with pytest.raises(CandleValidationError, match="timezone-aware"):
         validate_candles(naive)
 
 
 def test_find_gaps_counts_missing_bars():
-    ts = pd.Series(pd.to_datetime(["2021-01-01 00:00", "2021-01-01 01:00", "2021-01-01 05:00"], utc=True))
+    ts = pd.Series(
+        pd.to_datetime(["2021-01-01 00:00", "2021-01-01 01:00", "2021-01-01 05:00"], utc=True)
+    )
     (gap,) = find_gaps(ts)
     assert gap.missing_bars == 3
     assert gap.after == ts.iloc[1]

@@ -1,4 +1,4 @@
-"""The feature library: contract, no lookahead, warm-up, and values against independent references."""
+"""The feature library: contract, no lookahead, warm-up, values against independent references."""
 
 from __future__ import annotations
 
@@ -150,12 +150,20 @@ def test_obv_flow_is_the_net_signed_volume_share_over_24_bars(long_segment):
 
 
 def test_hand_computed_bollinger_and_williams_and_returns():
-    closes = np.tile([10.0, 11, 12, 11, 13, 14, 13, 15, 16, 15, 17, 18, 17, 19, 20, 19, 21, 22,
-                      21, 23], 3)
+    closes = np.tile(
+        [10.0, 11, 12, 11, 13, 14, 13, 15, 16, 15, 17, 18, 17, 19, 20, 19, 21, 22, 21, 23], 3
+    )
     closes[-1] = 24.0
     n = len(closes)
-    frame = pd.DataFrame({"open": closes, "high": closes + 1, "low": closes - 1, "close": closes,
-                          "volume": np.full(n, 5.0)})
+    frame = pd.DataFrame(
+        {
+            "open": closes,
+            "high": closes + 1,
+            "low": closes - 1,
+            "close": closes,
+            "volume": np.full(n, 5.0),
+        }
+    )
     got = indicator_frame(frame).iloc[-1]
     last20 = closes[-20:]
     mean, std = last20.mean(), last20.std(ddof=0)  # Bollinger uses the population std

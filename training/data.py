@@ -110,10 +110,9 @@ def load_bundled_btcusdt(path: Path = BUNDLED_BTCUSDT, *, verify_checksum: bool 
         )
     raw = pd.read_csv(path, skiprows=1)
     expected = {"unix", "date", "open", "high", "low", "close", "Volume BTC"}
-    if not expected <= set(raw.columns):
-        raise CandleValidationError(
-            f"{path}: not a CryptoDataDownload export, missing {sorted(expected - set(raw.columns))}"
-        )
+    absent = sorted(expected - set(raw.columns))
+    if absent:
+        raise CandleValidationError(f"{path}: not a CryptoDataDownload export, missing {absent}")
     report = LoadReport(source=str(path), sha256=sha, rows_read=len(raw), rows_kept=0)
 
     unix = raw["unix"].astype("float64").to_numpy()
@@ -143,7 +142,9 @@ def load_bundled_btcusdt(path: Path = BUNDLED_BTCUSDT, *, verify_checksum: bool 
     # Newest row first in the file: the first data row is the candle still open at export time.
     unfinished = frame[TIMESTAMP_COLUMN].max()
     frame = frame[frame[TIMESTAMP_COLUMN] != unfinished]
-    report.dropped.append((unfinished.isoformat(), "unfinished last candle (export written mid-hour)"))
+    report.dropped.append(
+        (unfinished.isoformat(), "unfinished last candle (export written mid-hour)")
+    )
 
     frame = frame.sort_values([TIMESTAMP_COLUMN, "_precise"], kind="stable")
     dup = frame[TIMESTAMP_COLUMN].duplicated(keep="last")
@@ -160,7 +161,9 @@ def load_bundled_btcusdt(path: Path = BUNDLED_BTCUSDT, *, verify_checksum: bool 
     frame = frame.drop(columns="_precise")
     clean = validate_candles(frame, allow_gaps=True)
     zero_volume = int((clean["volume"] == 0).sum())
-    report.notes.append(f"{zero_volume} zero-volume hours (exchange downtime, forward-filled; kept)")
+    report.notes.append(
+        f"{zero_volume} zero-volume hours (exchange downtime, forward-filled; kept)"
+    )
     report.gaps = find_gaps(clean[TIMESTAMP_COLUMN])
     report.rows_kept = len(clean)
     return Candles(clean, report)

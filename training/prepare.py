@@ -58,10 +58,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.prepare", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--data", type=Path, default=None, help="CSV/Parquet of hourly OHLCV "
-                        "candles (default: the bundled Binance BTCUSDT 1h data)")
-    parser.add_argument("--horizon", type=int, default=DEFAULT_LABEL_HORIZON,
-                        help="label horizon in bars (default: %(default)s)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="CSV/Parquet of hourly OHLCV candles (default: the bundled Binance BTCUSDT 1h data)",
+    )
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        default=DEFAULT_LABEL_HORIZON,
+        help="label horizon in bars (default: %(default)s)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the table as Parquet here")
     args = parser.parse_args(argv)
 
