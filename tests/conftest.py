@@ -14,6 +14,10 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="bentoml-home-tests-")
 
 from training.data import Candles, load_bundled_btcusdt  # noqa: E402
+from training.train import TrainConfig, TrainResult, train_and_save  # noqa: E402
+
+SMALL_TRAIN_CONFIG = TrainConfig(max_epochs=8, patience=3, n_folds=2, seed=0)
+"""A quick but real training run (2 folds, few epochs) for tests that need a stored model."""
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +36,29 @@ def btc_slice(btc_frame: pd.DataFrame) -> pd.DataFrame:
     """3,000 gap-free real candles (2021-10 .. 2022-02), for fast tests."""
     start = btc_frame.index[btc_frame["timestamp"] == pd.Timestamp("2021-10-01", tz="UTC")][0]
     return btc_frame.iloc[start : start + 3000].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def small_training_candles(btc: Candles) -> Candles:
+    """7,000 real candles (2021-06-01 .. 2022-03), enough for 2 folds + a holdout."""
+    frame = btc.frame
+    start = frame.index[frame["timestamp"] == pd.Timestamp("2021-06-01", tz="UTC")][0]
+    return Candles(frame.iloc[start : start + 7000].reset_index(drop=True), btc.report)
+
+
+@pytest.fixture(scope="session")
+def trained_model(
+    small_training_candles: Candles, tmp_path_factory: pytest.TempPathFactory
+) -> TrainResult:
+    """A small model trained with ``train_and_save`` into this session's BENTOML_HOME (~10 s)."""
+    return train_and_save(
+        SMALL_TRAIN_CONFIG,
+        small_training_candles,
+        report_dir=tmp_path_factory.mktemp("training-report"),
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_model_tag(trained_model: TrainResult) -> str:
+    """Tag (``btcusdt_mlp:<version>``, stage candidate) of the session's small trained model."""
+    return trained_model.tag

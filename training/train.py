@@ -1,0 +1,639 @@
+"""Train the direction MLP with honest walk-forward evaluation and save it to the model store.
+
+Usage: ``python -m training.train [--data PATH] [options]`` (``--help`` lists every option).
+
+Pipeline: candles -> ``training.prepare.build_dataset`` (features + label) -> the newest
+``holdout_fraction`` of rows is set aside untouched -> expanding walk-forward folds over the rest
+(a fresh scaler + MLP + baselines per fold, each fit on the fold's training rows only) -> the
+final model is fit on every row before the holdout and scored once on it -> saved with
+``training.store.save_model`` (stage ``candidate``) together with its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from features import DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
+from training.data import Candles
+from training.evaluate import (
+    BASELINE_NAMES,
+    METRIC_NAMES,
+    classification_metrics,
+    fit_baselines,
+    score_baselines,
+    summarize_folds,
+)
+from training.model import DirectionMLP, DirectionModel, MLPConfig
+from training.prepare import build_dataset, load_data
+from training.splits import Split, tail_split, walk_forward_splits
+from training.store import MODEL_NAME, save_model
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPORTS_DIR = REPO_ROOT / "reports"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (saved with the model).
+
+    Attributes:
+        label_horizon: bars ahead whose close the label compares with (1 = next bar).
+        hidden_sizes: widths of the MLP's hidden layers.
+        dropout: dropout after each hidden layer.
+        weight_decay: AdamW weight decay (L2-type regularisation).
+        learning_rate: AdamW learning rate.
+        batch_size: rows per optimisation step (rows are shuffled only inside the fit window).
+        max_epochs: upper bound on passes over the fit rows.
+        patience: stop after this many epochs without a lower validation loss; the weights of
+            the best epoch are kept.
+        validation_fraction: the LAST part of each training window, after a gap of
+            ``gap_bars``, used only for early stopping (never to fit weights or the scaler).
+        n_folds: expanding walk-forward folds over the rows before the holdout.
+        holdout_fraction: the newest rows, after a gap, never used for any fit or choice; the
+            saved model is scored on them once.
+        gap_bars: rows dropped between every train part and the part after it; at least
+            ``label_horizon`` so no training label sees a price inside the next part.
+        seed: seeds weight init and batch order; same data + config gives the same metrics.
+        threshold: decision threshold stored with the model (``long`` if P(up) >= threshold).
+            Fixed in advance, not tuned: 0.5 means "long when an up move is more likely than
+            not"; tuning it on the holdout would leak, so change it only deliberately.
+        max_rows: train on the newest ``max_rows`` candles only (None = all).
+    """
+
+    label_horizon: int = DEFAULT_LABEL_HORIZON
+    hidden_sizes: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    weight_decay: float = 1e-4
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    max_epochs: int = 50
+    patience: int = 5
+    validation_fraction: float = 0.15
+    n_folds: int = 5
+    holdout_fraction: float = 0.15
+    gap_bars: int = 24
+    seed: int = 0
+    threshold: float = 0.5
+    max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.label_horizon >= 1, "label_horizon must be >= 1"),
+            (len(self.hidden_sizes) >= 1, "hidden_sizes needs at least one layer"),
+            (all(h >= 1 for h in self.hidden_sizes), "hidden_sizes must be >= 1"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.weight_decay >= 0.0, "weight_decay must be >= 0"),
+            (self.learning_rate > 0.0, "learning_rate must be > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (0.0 < self.validation_fraction < 1.0, "validation_fraction must be in (0, 1)"),
+            (self.n_folds >= 1, "n_folds must be >= 1"),
+            (0.0 < self.holdout_fraction < 1.0, "holdout_fraction must be in (0, 1)"),
+            (
+                self.gap_bars >= self.label_horizon,
+                f"gap_bars ({self.gap_bars}) must be >= label_horizon ({self.label_horizon})",
+            ),
+            (0.0 < self.threshold < 1.0, "threshold must be in (0, 1)"),
+            (self.max_rows is None or self.max_rows >= 1, "max_rows must be >= 1"),
+        ]
+        errors = [message for ok, message in checks if not ok]
+        if errors:
+            raise ValueError("invalid TrainConfig: " + "; ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["hidden_sizes"] = list(self.hidden_sizes)
+        return raw
+
+
+@dataclass
+class FitResult:
+    """One scaler + MLP fit: the model, its loss curves and the rows each part used."""
+
+    model: DirectionModel
+    train_loss: list[float]
+    validation_loss: list[float]
+    best_epoch: int
+    fit_rows: range
+    validation_rows: range
+    fit_range: tuple[str, str]
+    validation_range: tuple[str, str]
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_and_save` produced."""
+
+    tag: str
+    report_dir: Path
+    metrics: dict[str, Any]
+    model: DirectionModel
+    metadata: dict[str, Any] = field(repr=False)
+    seconds: float = 0.0
+
+
+def _time_range(index: pd.Index) -> tuple[str, str]:
+    return (pd.Timestamp(index[0]).isoformat(), pd.Timestamp(index[-1]).isoformat())
+
+
+def _as_matrix(features: pd.DataFrame) -> np.ndarray:
+    missing = [c for c in FEATURE_NAMES if c not in features.columns]
+    if missing:
+        raise ValueError(f"features lack column(s) {missing}")
+    return features[list(FEATURE_NAMES)].to_numpy(dtype="float32")
+
+
+def _as_labels(labels: pd.Series) -> np.ndarray:
+    y = labels.to_numpy(dtype="float32", copy=True)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0 or 1 (drop rows without a label first)")
+    return y
+
+
+def _mean_loss(mlp: DirectionMLP, x: torch.Tensor, y: torch.Tensor, batch: int = 8192) -> float:
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    mlp.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(x), batch):
+            total += float(loss_fn(mlp(x[start : start + batch]), y[start : start + batch]))
+    return total / len(x)
+
+
+def fit_direction_model(
+    features: pd.DataFrame,
+    labels: pd.Series,
+    config: TrainConfig,
+    *,
+    progress: bool = False,
+    description: str = "fit",
+) -> FitResult:
+    """Fit scaler + MLP on these rows (oldest first), early-stopping on their last slice.
+
+    The rows split into a fit part and, after ``config.gap_bars`` dropped rows, the last
+    ``config.validation_fraction`` as the validation slice. The StandardScaler is fit on the fit
+    part only; the MLP trains on it with AdamW + binary cross-entropy and keeps the weights of
+    the epoch with the lowest validation loss (stopping after ``config.patience`` epochs
+    without improvement). Deterministic for ``config.seed`` on the same machine and threads.
+
+    Args:
+        features: the :data:`features.FEATURE_NAMES` columns, indexed by candle open time.
+        labels: 0/1, same index.
+        config: hyper-parameters; ``threshold`` is stored in the returned model.
+        progress: show a tqdm bar over epochs.
+        description: label of the progress bar.
+
+    Raises:
+        ValueError: misaligned inputs, non-0/1 labels, or too few rows for the split.
+    """
+    if len(features) != len(labels) or not features.index.equals(labels.index):
+        raise ValueError("features and labels must have the same index")
+    x_all = _as_matrix(features)
+    y_all = _as_labels(labels)
+    split = tail_split(
+        len(x_all), test_fraction=config.validation_fraction, gap_bars=config.gap_bars
+    )
+    started = time.perf_counter()
+
+    scaler = StandardScaler().fit(x_all[split.train.start : split.train.stop])
+    x_fit = torch.from_numpy(scaler.transform(x_all[split.train.start : split.train.stop]))
+    y_fit = torch.from_numpy(y_all[split.train.start : split.train.stop])
+    x_val = torch.from_numpy(scaler.transform(x_all[split.test.start : split.test.stop]))
+    y_val = torch.from_numpy(y_all[split.test.start : split.test.stop])
+
+    torch.manual_seed(config.seed)
+    mlp = DirectionMLP(
+        MLPConfig(
+            n_features=x_all.shape[1],
+            hidden_sizes=tuple(config.hidden_sizes),
+            dropout=config.dropout,
+        )
+    )
+    optimizer = torch.optim.AdamW(
+        mlp.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    batch_order = torch.Generator().manual_seed(config.seed)
+
+    train_curve: list[float] = []
+    val_curve: list[float] = []
+    best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(mlp.state_dict())
+    epochs = tqdm(
+        range(1, config.max_epochs + 1), desc=description, leave=False, disable=not progress
+    )
+    for epoch in epochs:
+        mlp.train()
+        order = torch.randperm(len(x_fit), generator=batch_order)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            optimizer.zero_grad()
+            loss = loss_fn(mlp(x_fit[rows]), y_fit[rows])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rows)
+        train_curve.append(total / len(x_fit))
+        val_curve.append(_mean_loss(mlp, x_val, y_val))
+        epochs.set_postfix(train=f"{train_curve[-1]:.4f}", val=f"{val_curve[-1]:.4f}")
+        if val_curve[-1] < best_loss:
+            best_loss, best_epoch = val_curve[-1], epoch
+            best_state = copy.deepcopy(mlp.state_dict())
+        elif epoch - best_epoch >= config.patience:
+            break
+    epochs.close()
+    mlp.load_state_dict(best_state)
+
+    model = DirectionModel(
+        mlp=mlp, scaler=scaler, feature_names=list(FEATURE_NAMES), threshold=config.threshold
+    )
+    index = features.index
+    return FitResult(
+        model=model,
+        train_loss=train_curve,
+        validation_loss=val_curve,
+        best_epoch=best_epoch,
+        fit_rows=split.train,
+        validation_rows=split.test,
+        fit_range=_time_range(index[split.train.start : split.train.stop]),
+        validation_range=_time_range(index[split.test.start : split.test.stop]),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _evaluate_split(
+    features: pd.DataFrame,
+    labels: pd.Series,
+    split: Split,
+    config: TrainConfig,
+    *,
+    progress: bool,
+    description: str,
+) -> tuple[FitResult, dict[str, Any], np.ndarray]:
+    """Fit model + baselines on ``split.train``, score all of them on ``split.test``."""
+    train_x = features.iloc[split.train.start : split.train.stop]
+    train_y = labels.iloc[split.train.start : split.train.stop]
+    test_x = features.iloc[split.test.start : split.test.stop]
+    test_y = labels.to_numpy(dtype="float64")[split.test.start : split.test.stop]
+    fit = fit_direction_model(train_x, train_y, config, progress=progress, description=description)
+    probability_up = fit.model.predict_proba(test_x.to_numpy())
+    baselines = fit_baselines(_as_matrix(train_x), _as_labels(train_y))
+    scores = {
+        "model": classification_metrics(test_y, probability_up, threshold=config.threshold),
+        **score_baselines(baselines, _as_matrix(test_x), test_y, model_threshold=config.threshold),
+    }
+    info = {
+        "train_range": _time_range(train_x.index),
+        "test_range": _time_range(test_x.index),
+        "train_rows": len(split.train),
+        "test_rows": len(split.test),
+        "gap_rows": split.gap,
+        "test_up_share": float(test_y.mean()),
+        "best_epoch": fit.best_epoch,
+        "epochs_run": len(fit.train_loss),
+        "metrics": scores,
+    }
+    return fit, info, probability_up
+
+
+def verdict(holdout: dict[str, dict[str, float]], folds_summary: dict[str, Any]) -> dict[str, Any]:
+    """Plain statement of whether the model beats every baseline, per metric, on the holdout
+    and on the fold means (a tie or a loss is reported as such)."""
+    from training.evaluate import advantage, best_baseline
+
+    out: dict[str, Any] = {}
+    for where, table in (
+        ("holdout", holdout),
+        (
+            "folds_mean",
+            {k: {m: v[m]["mean"] for m in METRIC_NAMES} for k, v in folds_summary.items()},
+        ),
+    ):
+        per_metric = {}
+        for metric in METRIC_NAMES:
+            baseline_scores = {b: table[b] for b in BASELINE_NAMES}
+            name, score = best_baseline(baseline_scores, metric)
+            per_metric[metric] = {
+                "model": table["model"][metric],
+                "best_baseline": name,
+                "best_baseline_score": score,
+                "advantage": advantage(table["model"][metric], score, metric),
+            }
+        out[where] = per_metric
+    beats = [m for m in METRIC_NAMES if out["holdout"][m]["advantage"] > 0]
+    if len(beats) == len(METRIC_NAMES):
+        sentence = "The model beats every baseline on every holdout metric."
+    elif beats:
+        lost = [m for m in METRIC_NAMES if m not in beats]
+        sentence = (
+            f"The model beats the best baseline on the holdout in {', '.join(beats)} but not in "
+            f"{', '.join(lost)}."
+        )
+    else:
+        sentence = "The model does NOT beat the best baseline on any holdout metric."
+    out["beats_baselines_on_holdout"] = beats
+    out["summary"] = sentence
+    return out
+
+
+def _git_revision() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {
+            "code_revision": git("rev-parse", "HEAD"),
+            "code_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {"code_revision": "unknown", "code_dirty": None}
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+    import ta
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "ta": getattr(ta, "__version__", "0.11.0"),
+        "bentoml": bentoml.__version__,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON types only, for BentoML metadata (which takes no ``None``: such entries are dropped,
+    absent means unknown; str subclasses like torch's version become str)."""
+
+    def drop_none(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {k: drop_none(v) for k, v in item.items() if v is not None}
+        if isinstance(item, list):
+            return [drop_none(v) for v in item]
+        return item
+
+    return drop_none(json.loads(json.dumps(value, default=str)))
+
+
+def _rows_sha256(frame: pd.DataFrame) -> str:
+    """sha256 of the candles actually used (timestamps + OHLCV), independent of the file."""
+    digest = hashlib.sha256()
+    digest.update(frame[TIMESTAMP_COLUMN].astype("int64").to_numpy().tobytes())
+    for column in ("open", "high", "low", "close", "volume"):
+        digest.update(frame[column].to_numpy(dtype="float64").tobytes())
+    return digest.hexdigest()
+
+
+def train_and_save(
+    config: TrainConfig,
+    candles: Candles | None = None,
+    *,
+    report_dir: Path | None = None,
+    progress: bool = False,
+    plots: bool = True,
+) -> TrainResult:
+    """The whole pipeline: dataset, walk-forward folds, holdout, final fit, report, save.
+
+    Args:
+        config: the run's settings.
+        candles: training candles (default: the bundled BTCUSDT data).
+        report_dir: where the report goes (default ``reports/<model version>/``).
+        progress: tqdm bars over folds and epochs.
+        plots: write the PNG plots (the JSON report is always written).
+
+    Returns:
+        The saved tag (stage ``candidate``), the report directory and all metrics.
+    """
+    started = time.perf_counter()
+    candles = load_data() if candles is None else candles
+    frame = candles.frame
+    if config.max_rows is not None and len(frame) > config.max_rows:
+        frame = frame.iloc[-config.max_rows :].reset_index(drop=True)
+        candles = Candles(frame, candles.report)
+    dataset = build_dataset(candles, label_horizon=config.label_horizon)
+    features = dataset.features.astype("float32")
+    labels = dataset.labels.astype("float32")
+    del dataset
+
+    holdout = tail_split(
+        len(features), test_fraction=config.holdout_fraction, gap_bars=config.gap_bars
+    )
+    pre_holdout = holdout.train
+    folds = walk_forward_splits(len(pre_holdout), n_folds=config.n_folds, gap_bars=config.gap_bars)
+
+    fold_infos: list[dict[str, Any]] = []
+    fold_curves: list[dict[str, Any]] = []
+    fold_bar = tqdm(folds, desc="walk-forward folds", unit="fold", disable=not progress)
+    for number, split in enumerate(fold_bar, start=1):
+        fit, info, _ = _evaluate_split(
+            features, labels, split, config, progress=progress, description=f"fold {number} epochs"
+        )
+        fold_infos.append({"fold": number, **info})
+        fold_curves.append(
+            {"name": f"fold {number}", "train": fit.train_loss, "validation": fit.validation_loss}
+        )
+        fold_bar.set_postfix(auc=f"{info['metrics']['model']['roc_auc']:.3f}")
+    fold_bar.close()
+
+    final, holdout_info, holdout_probability = _evaluate_split(
+        features, labels, holdout, config, progress=progress, description="final model epochs"
+    )
+    fold_curves.append(
+        {"name": "final", "train": final.train_loss, "validation": final.validation_loss}
+    )
+    folds_summary = {
+        name: summarize_folds([f["metrics"][name] for f in fold_infos])
+        for name in ("model", *BASELINE_NAMES)
+    }
+    metrics: dict[str, Any] = {
+        "holdout": holdout_info["metrics"],
+        "folds": fold_infos,
+        "folds_summary": folds_summary,
+    }
+    metrics["verdict"] = verdict(metrics["holdout"], folds_summary)
+
+    version_tag = bentoml.Tag(MODEL_NAME).make_new_version()
+    tag = str(version_tag)
+    train_index = features.index[pre_holdout.start : pre_holdout.stop]
+    holdout_index = features.index[holdout.test.start : holdout.test.stop]
+    metadata: dict[str, Any] = {
+        "label_horizon": config.label_horizon,
+        "train_range": list(_time_range(train_index)),
+        "fit_range": list(final.fit_range),
+        "validation_range": list(final.validation_range),
+        "holdout_range": list(_time_range(holdout_index)),
+        "train_rows": len(pre_holdout),
+        "holdout_rows": len(holdout.test),
+        "gap_bars": config.gap_bars,
+        "data_source": candles.report.source,
+        "data_sha256": candles.sha256,
+        "data_rows_sha256": _rows_sha256(frame),
+        "data_range": [
+            pd.Timestamp(frame[TIMESTAMP_COLUMN].iloc[0]).isoformat(),
+            pd.Timestamp(frame[TIMESTAMP_COLUMN].iloc[-1]).isoformat(),
+        ],
+        "metrics": metrics,
+        "train_config": config.to_dict(),
+        "best_epoch": final.best_epoch,
+        "library_versions": library_versions(),
+        **_git_revision(),
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+
+    from training.report import write_report
+
+    with tempfile.TemporaryDirectory(prefix="btcusdt-report-") as scratch:
+        files = write_report(
+            Path(scratch),
+            tag=tag,
+            metadata=metadata,
+            loss_curves=fold_curves,
+            holdout_labels=labels.to_numpy()[holdout.test.start : holdout.test.stop],
+            holdout_probability=holdout_probability,
+            plots=plots,
+        )
+        saved_tag = save_model(
+            final.model,
+            metadata=_plain(metadata),
+            extra_files={f"report/{p.name}": p for p in files},
+            name=tag,
+        )
+        target = report_dir if report_dir is not None else DEFAULT_REPORTS_DIR / version_tag.version
+        target.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            (target / path.name).write_bytes(path.read_bytes())
+    return TrainResult(
+        tag=saved_tag,
+        report_dir=target,
+        metrics=metrics,
+        model=final.model,
+        metadata=metadata,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="CSV/Parquet of hourly candles (timestamp, open, high, low, close, volume); "
+        "default: the bundled Binance BTCUSDT 1h data",
+    )
+    help_text = {
+        "label_horizon": "bars ahead the label looks (1 = direction of the next close)",
+        "hidden_sizes": "MLP hidden layer widths",
+        "dropout": "dropout after each hidden layer",
+        "weight_decay": "AdamW weight decay",
+        "learning_rate": "AdamW learning rate",
+        "batch_size": "rows per optimisation step",
+        "max_epochs": "maximum epochs per fit",
+        "patience": "early stopping: epochs without a lower validation loss before stopping",
+        "validation_fraction": "last share of each training window used for early stopping",
+        "n_folds": "expanding walk-forward folds before the holdout",
+        "holdout_fraction": "newest share of rows kept untouched for the final score",
+        "gap_bars": "rows dropped between train and the next part (>= label horizon)",
+        "seed": "random seed (weights init, batch order)",
+        "threshold": "decision threshold stored with the model: long if P(up) >= it",
+        "max_rows": "use only the newest N candles",
+    }
+    for item in fields(TrainConfig):
+        flag = "--" + item.name.replace("_", "-")
+        default = getattr(defaults, item.name)
+        if item.name == "hidden_sizes":
+            parser.add_argument(
+                flag, type=int, nargs="+", default=list(default), help=help_text[item.name]
+            )
+        elif item.name == "max_rows":
+            parser.add_argument(flag, type=int, default=None, help=help_text[item.name])
+        else:
+            parser.add_argument(
+                flag, type=type(default), default=default, help=help_text[item.name]
+            )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="where to write the report (default: reports/<model version>/)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _summary(result: TrainResult) -> str:
+    holdout = result.metrics["holdout"]
+    first, last = result.metadata["holdout_range"]
+    lines = [f"{'':14s}" + "".join(f"{m:>10s}" for m in METRIC_NAMES)]
+    for name in ("model", *BASELINE_NAMES):
+        lines.append(f"{name:14s}" + "".join(f"{holdout[name][m]:10.4f}" for m in METRIC_NAMES))
+    folds = result.metrics["folds_summary"]["model"]
+    fold_line = ", ".join(f"{m} {folds[m]['mean']:.4f}±{folds[m]['std']:.4f}" for m in METRIC_NAMES)
+    return "\n".join(
+        [
+            f"holdout {first} .. {last} ({result.metadata['holdout_rows']} rows):",
+            *lines,
+            f"model across {len(result.metrics['folds'])} folds: {fold_line}",
+            f"verdict: {result.metrics['verdict']['summary']}",
+            f"trained in {result.seconds:.1f} s",
+            f"saved model: {result.tag} (stage candidate)",
+            f"report: {result.report_dir}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    values = {item.name: getattr(args, item.name) for item in fields(TrainConfig)}
+    values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    try:
+        config = TrainConfig(**values)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    candles = load_data(args.data)
+    print(candles.report.summary().splitlines()[0])
+    result = train_and_save(
+        config,
+        candles,
+        report_dir=args.report_dir,
+        progress=not args.quiet,
+        plots=not args.no_plots,
+    )
+    print(_summary(result))
+    print(json.dumps({"model_tag": result.tag, "report_dir": str(result.report_dir)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
