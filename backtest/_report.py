@@ -75,8 +75,12 @@ def plot(result: BacktestResult, path: Path) -> None:
         3, 1, figsize=(12, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1]}
     )
     equity_ax, drawdown_ax, position_ax = axes
-    equity_ax.plot(ts, bars["equity"], label="strategy (after costs)", linewidth=1.0)
-    equity_ax.plot(ts, bars["buy_and_hold_equity"], label="buy and hold", linewidth=1.0)
+    equity_ax.plot(
+        ts, bars["equity"], color="tab:blue", linewidth=1.0, label="strategy (after costs)"
+    )
+    equity_ax.plot(
+        ts, bars["buy_and_hold_equity"], color="tab:orange", linewidth=1.0, label="buy and hold"
+    )
     equity_ax.set_yscale("log")
     equity_ax.set_ylabel("equity (start = 1)")
     equity_ax.legend(loc="upper left")
@@ -84,13 +88,29 @@ def plot(result: BacktestResult, path: Path) -> None:
         f"{result.model_tag or 'backtest'}: fees {result.fee_bps:g} bps + slippage "
         f"{result.slippage_bps:g} bps per position change"
     )
-    drawdown_ax.fill_between(ts, bars["drawdown"], 0, alpha=0.5, label="strategy")
-    drawdown_ax.plot(ts, bars["buy_and_hold_drawdown"], linewidth=0.8, label="buy and hold")
+    drawdown_ax.fill_between(
+        ts, bars["drawdown"], 0, color="tab:blue", alpha=0.4, linewidth=0, label="strategy"
+    )
+    drawdown_ax.plot(
+        ts, bars["buy_and_hold_drawdown"], color="tab:orange", linewidth=0.8, label="buy and hold"
+    )
     drawdown_ax.set_ylabel("drawdown")
     drawdown_ax.legend(loc="lower left")
-    position_ax.fill_between(ts, bars["position"], 0, step="post", linewidth=0)
+    position_ax.fill_between(
+        ts,
+        bars["position"],
+        0,
+        step="post",
+        color="tab:blue",
+        alpha=0.25,
+        linewidth=0,
+        label="position",
+    )
+    week = bars["position"].rolling(24 * 7, min_periods=1).mean()
+    position_ax.plot(ts, week, color="black", linewidth=0.8, label="7-day mean position")
     position_ax.set_ylabel("position")
     position_ax.set_ylim(-1.1, 1.1)
+    position_ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
