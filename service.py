@@ -1,0 +1,100 @@
+"""The Bento service: ``predict``, ``indicators`` and ``model_info`` over HTTP and gRPC.
+
+``bentoml serve service:svc`` (HTTP) and ``bentoml serve-grpc service:svc`` (gRPC) serve the
+same APIs. Features and inference run in adaptive-batching runners (:mod:`serving.runners`);
+the handlers validate, call the runners and shape the answer. The model is resolved when this
+module is imported at start-up (``BTC_SERVE_MODEL_TAG``, else ``production``, else the newest)
+and pinned for every worker; a missing or mismatched model stops the start with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bentoml
+
+from features import FEATURE_SET_VERSION
+from serving import answers, schemas
+from serving.io import ValidatedJSON
+from serving.logs import configure_logging, log_event
+from serving.metrics import service_metrics
+from serving.middleware import ApiMiddleware, RequestIdInterceptor
+from serving.runners import DirectionRunnable, FeatureRunnable
+from serving.settings import ENV_PREFIX, ServeSettings
+from serving.windows import parse_indicators, parse_model_info, parse_predict, request_windows
+from training.store import load_model, model_summary
+
+settings = ServeSettings()
+served = load_model(settings.model_tag or None)
+os.environ[f"{ENV_PREFIX}MODEL_TAG"] = served.tag  # every worker process loads this version
+limits = {
+    "min_candles": served.warmup_bars + 1,
+    "max_candles": settings.max_candles,
+    "max_windows": settings.max_windows,
+}
+
+features_runner = bentoml.legacy.Runner(FeatureRunnable, name="features")
+model_runner = bentoml.legacy.Runner(
+    DirectionRunnable,
+    name="direction",
+    models=[bentoml.models.get(served.tag)],
+    runnable_init_params={"model_tag": served.tag},
+)
+svc = bentoml.legacy.Service("btcusdt_direction", runners=[features_runner, model_runner])
+svc.add_asgi_middleware(
+    ApiMiddleware,
+    paths=("/predict", "/indicators", "/model_info"),
+    max_body_bytes=settings.max_body_bytes,
+)
+svc.add_grpc_interceptor(RequestIdInterceptor)
+
+
+@svc.on_startup
+def _started(_context: object) -> None:
+    configure_logging(settings.log_level)
+    service_metrics().model_info.labels(served.tag, served.stage, FEATURE_SET_VERSION).set(1)
+    log_event("started", model_tag=served.tag, stage=served.stage)
+
+
+@svc.api(
+    input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict),
+    output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
+)
+async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
+    """P(up) and the signal at the close of each window's last candle."""
+    windows = request_windows(request, **limits)
+    features = await features_runner.last_row.async_run([w.ohlcv for w in windows])
+    answers.raise_if_not_finite(features, windows)
+    probabilities = await model_runner.predict_proba.async_run(features)
+    predictions = answers.predictions(served, windows, probabilities)
+    log_event("predict", signals=[p["signal"] for p in predictions])
+    if isinstance(request, schemas.WindowBatch):
+        return {"predictions": predictions}
+    return predictions[0]
+
+
+@svc.api(
+    input=ValidatedJSON(pydantic_model=schemas.IndicatorsRequest, parse=parse_indicators),
+    output=bentoml.io.JSON(pydantic_model=schemas.IndicatorsResponse),
+)
+async def indicators(request: schemas.IndicatorsRequest) -> dict:
+    """The model's features for the last candle (``all_rows``: every warmed-up candle)."""
+    (window,) = request_windows(request, **limits)
+    if request.all_rows:
+        (rows,) = await features_runner.all_rows.async_run([window.frame])
+        last_row = rows[-1] if not isinstance(rows, str) else None
+        return answers.indicators(served, window, last_row, rows)
+    features = await features_runner.last_row.async_run([window.ohlcv])
+    answers.raise_if_not_finite(features, [window])
+    return answers.indicators(served, window, features[0])
+
+
+@svc.api(
+    input=ValidatedJSON(
+        pydantic_model=schemas.ModelInfoRequest, parse=parse_model_info, empty_ok=True
+    ),
+    output=bentoml.io.JSON(pydantic_model=schemas.ModelInfoResponse),
+)
+async def model_info(_request: schemas.ModelInfoRequest) -> dict:
+    """The served model: tag, stage, metrics, feature contract, training and holdout ranges."""
+    return model_summary(served)

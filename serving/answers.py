@@ -1,0 +1,73 @@
+"""Shaping runner outputs into the contract's answers (and counting what was answered)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from features import FEATURE_NAMES, WARMUP_BARS
+from serving.errors import reject
+from serving.metrics import service_metrics
+from serving.windows import CandleWindow, format_timestamp
+from training.store import LoadedModel
+
+
+def raise_if_not_finite(features: np.ndarray, windows: list[CandleWindow]) -> None:
+    """A 400 naming the window and feature if a feature row has NaN/inf (degenerate candles)."""
+    bad = np.argwhere(~np.isfinite(features))
+    if len(bad):
+        row, column = bad[0]
+        raise reject(
+            "non_finite_features",
+            f"{windows[row].field}: feature {FEATURE_NAMES[column]} is not finite for these "
+            "candles (e.g. prices that never move)",
+        )
+
+
+def predictions(
+    loaded: LoadedModel, windows: list[CandleWindow], probabilities: np.ndarray
+) -> list[dict[str, Any]]:
+    """One ``Prediction`` per window; counted in the predictions metrics."""
+    signals = loaded.model.signal(probabilities)
+    metrics = service_metrics()
+    answers = []
+    for window, probability, signal in zip(windows, probabilities, signals, strict=True):
+        metrics.predictions.labels(signal=str(signal), model_tag=loaded.tag).inc()
+        metrics.probability_up.labels(model_tag=loaded.tag).observe(float(probability))
+        answers.append(
+            {
+                "probability_up": float(probability),
+                "signal": str(signal),
+                "model_tag": loaded.tag,
+                "timestamp": format_timestamp(window.last_timestamp),
+                "horizon_bars": loaded.label_horizon,
+            }
+        )
+    return answers
+
+
+def indicators(
+    loaded: LoadedModel,
+    window: CandleWindow,
+    last_row: np.ndarray | None,
+    rows: np.ndarray | str | None = None,
+) -> dict[str, Any]:
+    """``{"timestamp", "values", "model_tag"}`` (+ ``rows`` for every warmed-up candle)."""
+    if isinstance(rows, str):
+        raise reject("non_finite_features", f"{window.field}: {rows}")
+    answer: dict[str, Any] = {
+        "timestamp": format_timestamp(window.last_timestamp),
+        "values": dict(zip(FEATURE_NAMES, map(float, last_row), strict=True)),
+        "model_tag": loaded.tag,
+    }
+    if rows is not None:
+        stamps = window.frame["timestamp"].iloc[WARMUP_BARS:]
+        answer["rows"] = [
+            {
+                "timestamp": format_timestamp(ts),
+                "values": dict(zip(FEATURE_NAMES, map(float, row), strict=True)),
+            }
+            for ts, row in zip(stamps, rows, strict=True)
+        ]
+    return answer

@@ -1,0 +1,63 @@
+"""The service's own Prometheus metrics, beside BentoML's built-in ones at ``/metrics``.
+
+Created on first use, not at import: BentoML runs each worker with ``PROMETHEUS_MULTIPROC_DIR``
+set so that every process (API workers, runners) writes to one shared registry, and a metric
+must be created inside the process that records it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+FEATURE_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    """Handles on the metrics (``prometheus_client`` objects)."""
+
+    predictions: Any
+    probability_up: Any
+    rejections: Any
+    feature_seconds: Any
+    model_info: Any
+
+
+@functools.cache
+def service_metrics() -> ServiceMetrics:
+    """The metrics of this process, created once."""
+    import prometheus_client as prom
+
+    return ServiceMetrics(
+        predictions=prom.Counter(
+            "btcusdt_predictions",
+            "Predictions answered, by signal and model tag.",
+            ["signal", "model_tag"],
+        ),
+        probability_up=prom.Histogram(
+            "btcusdt_probability_up",
+            "probability_up of the answered predictions.",
+            ["model_tag"],
+            buckets=PROBABILITY_BUCKETS,
+        ),
+        rejections=prom.Counter(
+            "btcusdt_request_rejections",
+            "Requests rejected as invalid (4xx), by reason.",
+            ["reason"],
+        ),
+        feature_seconds=prom.Histogram(
+            "btcusdt_feature_computation_seconds",
+            "Time to compute the features of one runner batch, by runner method.",
+            ["method"],
+            buckets=FEATURE_SECONDS_BUCKETS,
+        ),
+        model_info=prom.Gauge(
+            "btcusdt_model_info",
+            "The served model (always 1; the labels carry the version).",
+            ["model_tag", "stage", "feature_set_version"],
+            multiprocess_mode="max",
+        ),
+    )

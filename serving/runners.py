@@ -1,0 +1,92 @@
+"""The runners: feature computation and model inference, each with adaptive batching.
+
+Both methods are batchable along dimension 0, so BentoML merges concurrent requests into one
+call (tuned by ``max_batch_size`` / ``max_latency_ms`` in ``configuration.yaml``). Windows
+reach :class:`FeatureRunnable` as a list (they may differ in length); windows of equal length
+are computed together by ``features.compute_window_features``. A window whose features are
+not finite (e.g. degenerate candles) comes back as NaN or as a message, never failing the
+other requests merged into the same batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import bentoml
+import numpy as np
+import pandas as pd
+
+from features import FEATURE_NAMES, CandleValidationError, compute_features, compute_window_features
+from serving.metrics import service_metrics
+from training.store import load_model
+
+
+def _window_features(windows: list[np.ndarray]) -> np.ndarray:
+    """Last-row features of each window; NaN rows where a window's features are not finite."""
+    out = np.full((len(windows), len(FEATURE_NAMES)), np.nan)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, window in enumerate(windows):
+        by_length[len(window)].append(i)
+    for indices in by_length.values():
+        try:
+            out[indices] = compute_window_features(np.stack([windows[i] for i in indices]))
+        except CandleValidationError:
+            for i in indices:  # find the culprit(s), keep the rest
+                try:
+                    out[i] = compute_window_features(windows[i][np.newaxis])[0]
+                except CandleValidationError:
+                    pass
+    return out
+
+
+class FeatureRunnable(bentoml.legacy.Runnable):
+    """``features/`` behind a runner (pandas/numpy: one thread per worker)."""
+
+    SUPPORTED_RESOURCES = ("cpu",)
+    SUPPORTS_CPU_MULTI_THREADING = False
+
+    @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
+    def last_row(self, windows: list[np.ndarray]) -> np.ndarray:
+        """``(n_windows, n_features)``: the features of each window's last candle.
+
+        Args:
+            windows: ``(n_bars, 5)`` OHLCV arrays of validated candles, oldest first.
+        """
+        started = time.perf_counter()
+        features = _window_features(windows)
+        service_metrics().feature_seconds.labels(method="last_row").observe(
+            time.perf_counter() - started
+        )
+        return features
+
+    @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
+    def all_rows(self, frames: list[pd.DataFrame]) -> list[np.ndarray | str]:
+        """``features.compute_features`` of each validated candle frame (warmed-up rows), or
+        the error message where a value is not finite."""
+        started = time.perf_counter()
+        results: list[np.ndarray | str] = []
+        for frame in frames:
+            try:
+                results.append(compute_features(frame).to_numpy())
+            except CandleValidationError as exc:
+                results.append(str(exc))
+        service_metrics().feature_seconds.labels(method="all_rows").observe(
+            time.perf_counter() - started
+        )
+        return results
+
+
+class DirectionRunnable(bentoml.legacy.Runnable):
+    """The stored model (``training.store.load_model``: contract + checksums verified)."""
+
+    SUPPORTED_RESOURCES = ("cpu",)
+    SUPPORTS_CPU_MULTI_THREADING = True
+
+    def __init__(self, model_tag: str):
+        self.loaded = load_model(model_tag)
+
+    @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """``(n,)`` P(up) for ``(n, n_features)`` raw features."""
+        return self.loaded.model.predict_proba(features)

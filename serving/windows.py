@@ -1,0 +1,154 @@
+"""From a parsed request to validated candle windows, and from raw JSON to a parsed request.
+
+Every rule on candles is ``features.candles.validate_candles``'s (and timestamps are parsed by
+``training.data.parse_timestamps``, as for files); this module adds the request-level limits and
+names the offending field: ``candles row 3: high (...) must be >= low (...)``, or
+``windows[1].candles row 3: ...`` in a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from features import OHLCV_COLUMNS, TIMESTAMP_COLUMN, CandleValidationError, validate_candles
+from serving.errors import reject
+from serving.schemas import Candle, IndicatorsRequest, ModelInfoRequest, Window, WindowBatch
+from training.data import parse_timestamps
+
+
+@dataclass(frozen=True)
+class CandleWindow:
+    """One validated window: its field name in the request and its canonical candle frame."""
+
+    field: str
+    frame: pd.DataFrame
+
+    @property
+    def ohlcv(self) -> np.ndarray:
+        """``(n_bars, 5)`` float64 in :data:`features.OHLCV_COLUMNS` order (the runner input)."""
+        return self.frame[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+
+    @property
+    def last_timestamp(self) -> pd.Timestamp:
+        return self.frame[TIMESTAMP_COLUMN].iloc[-1]
+
+
+def format_timestamp(ts: pd.Timestamp) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, as in the contract (``2021-11-10T14:00:00Z``)."""
+    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _where(loc: Sequence[str | int]) -> str:
+    """A pydantic error location as the request field: ``windows[1].candles row 3: open``."""
+    text = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f" row {part}:" if i and loc[i - 1] == "candles" else f"[{part}]"
+        elif text.endswith(":"):
+            text += f" {part}"
+        else:
+            text += f".{part}" if text else str(part)
+    return text.rstrip(":") or "body"
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first pydantic error as ``<field>: <rule>``, plus how many more there are."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    rule = first["msg"].removeprefix("Value error, ")
+    message = f"{_where(first['loc'])}: {rule}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error(s))"
+    return message
+
+
+def _validate(model: type[BaseModel], payload: Any) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise reject("invalid_schema", validation_message(exc)) from None
+
+
+def parse_predict(payload: Any) -> Window | WindowBatch:
+    """``{"candles": [...]}`` or ``{"windows": [...]}`` (not both)."""
+    if isinstance(payload, dict) and "windows" in payload:
+        if "candles" in payload:
+            raise reject("invalid_schema", "body: give either candles or windows, not both")
+        return _validate(WindowBatch, payload)
+    return _validate(Window, payload)
+
+
+def parse_indicators(payload: Any) -> IndicatorsRequest:
+    return _validate(IndicatorsRequest, payload)
+
+
+def parse_model_info(payload: Any) -> ModelInfoRequest:
+    return _validate(ModelInfoRequest, payload)
+
+
+def candle_window(
+    candles: list[Candle], *, field: str, min_candles: int, max_candles: int
+) -> CandleWindow:
+    """Check the limits, parse the timestamps and validate the candles of one window.
+
+    Raises:
+        InvalidRequest: naming ``field`` (and the row) and the rule broken.
+    """
+    if len(candles) < min_candles:
+        raise reject(
+            "too_few_candles",
+            f"{field}: a window needs at least {min_candles} candles (warmup_bars + 1), "
+            f"got {len(candles)}",
+        )
+    if len(candles) > max_candles:
+        raise reject(
+            "too_many_candles",
+            f"{field}: at most {max_candles} candles per window, got {len(candles)}",
+        )
+    stamps = [c.timestamp for c in candles]
+    as_text = isinstance(stamps[0], str)
+    for row, stamp in enumerate(stamps):
+        if isinstance(stamp, str) != as_text:
+            raise reject(
+                "invalid_timestamp",
+                f"{field} row {row}: timestamp: all timestamps of a window must be ISO 8601 "
+                f"strings or all epoch milliseconds, row 0 is {type(stamps[0]).__name__}",
+            )
+    try:
+        timestamps = parse_timestamps(pd.Series(stamps), what="timestamp")
+    except CandleValidationError as exc:
+        raise reject("invalid_timestamp", f"{field} {exc}") from None
+    frame = pd.DataFrame({TIMESTAMP_COLUMN: timestamps})
+    for column in OHLCV_COLUMNS:
+        frame[column] = np.fromiter((getattr(c, column) for c in candles), "float64", len(candles))
+    try:
+        return CandleWindow(field, validate_candles(frame, row_label=f"{field} row"))
+    except CandleValidationError as exc:
+        raise reject("invalid_candles", str(exc)) from None
+
+
+def request_windows(
+    request: Window | WindowBatch, *, min_candles: int, max_candles: int, max_windows: int
+) -> list[CandleWindow]:
+    """Every window of a predict/indicators request, validated, in request order."""
+    if isinstance(request, WindowBatch):
+        if not request.windows:
+            raise reject("invalid_schema", "windows: give at least one window")
+        if len(request.windows) > max_windows:
+            raise reject(
+                "too_many_windows",
+                f"windows: at most {max_windows} windows per request, got {len(request.windows)}",
+            )
+        named = [(f"windows[{i}].candles", w.candles) for i, w in enumerate(request.windows)]
+    else:
+        named = [("candles", request.candles)]
+    return [
+        candle_window(candles, field=field, min_candles=min_candles, max_candles=max_candles)
+        for field, candles in named
+    ]
