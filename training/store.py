@@ -131,6 +131,67 @@ def list_models(name: str = MODEL_NAME) -> list[bentoml.Model]:
     return sorted(models, key=lambda m: m.info.creation_time, reverse=True)
 
 
+def set_stage(tag: str, stage: str, *, extra_labels: Mapping[str, str] | None = None) -> None:
+    """Set a stored version's ``stage`` label (and ``extra_labels``), atomically.
+
+    Labels live in the version's ``model.yaml``. It is rewritten from BentoML's own
+    ``ModelInfo.to_dict()`` (what ``Model.flush`` dumps), checked to parse back with
+    ``ModelInfo.from_yaml_file``, and swapped in with an atomic rename: a concurrent reader sees
+    the old file or the new one, never a half-written one. ``files_sha256`` does not cover
+    ``model.yaml``, so the weights' checksums stay valid. Callers that change several versions
+    (promotion) serialise themselves with :func:`stage_lock`.
+
+    Raises:
+        ValueError: unknown stage. ModelContractError: the tag is not in the store.
+    """
+    import io
+    import os
+
+    import yaml
+    from bentoml._internal.models.model import MODEL_YAML_FILENAME, ModelInfo
+
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    try:
+        bento_model = bentoml.models.get(tag)
+    except NotFound as exc:
+        raise ModelContractError(f"model {tag!r} is not in the BentoML model store") from exc
+    raw = bento_model.info.to_dict()
+    raw["labels"] = {**raw.get("labels", {}), **(extra_labels or {}), "stage": stage}
+    text = yaml.safe_dump(raw, sort_keys=False)
+    ModelInfo.from_yaml_file(io.StringIO(text))  # BentoML can read what we are about to write
+    target = Path(bento_model.path) / MODEL_YAML_FILENAME
+    scratch = target.with_name(f".{MODEL_YAML_FILENAME}.{os.getpid()}.tmp")
+    with scratch.open("w", encoding="utf8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    scratch.replace(target)
+
+
+def stage_lock(name: str = MODEL_NAME) -> Any:
+    """An exclusive inter-process lock (``fcntl.flock``) for changing stages of ``name``."""
+    import contextlib
+    import fcntl
+
+    models = list_models(name)
+    if not models:
+        raise ModelContractError(f"no {name!r} model in the BentoML model store")
+    # The store's per-name folder; BentoML lists only sub-folders there, so a file is harmless.
+    lock_path = Path(models[0].path).parent / ".stage.lock"
+
+    @contextlib.contextmanager
+    def locked() -> Any:
+        with lock_path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    return locked()
+
+
 def resolve_tag(tag: str | None = None, name: str = MODEL_NAME) -> str:
     """The tag to serve: ``tag`` if given, else the ``production`` version, else the newest.
 

@@ -36,6 +36,8 @@ from training.data import Candles
 from training.evaluate import (
     BASELINE_NAMES,
     METRIC_NAMES,
+    advantage,
+    best_baseline,
     classification_metrics,
     fit_baselines,
     score_baselines,
@@ -318,8 +320,6 @@ def _evaluate_split(
 def verdict(holdout: dict[str, dict[str, float]], folds_summary: dict[str, Any]) -> dict[str, Any]:
     """Plain statement of whether the model beats every baseline, per metric, on the holdout
     and on the fold means (a tie or a loss is reported as such)."""
-    from training.evaluate import advantage, best_baseline
-
     out: dict[str, Any] = {}
     for where, table in (
         ("holdout", holdout),
@@ -350,7 +350,14 @@ def verdict(holdout: dict[str, dict[str, float]], folds_summary: dict[str, Any])
         )
     else:
         sentence = "The model does NOT beat the best baseline on any holdout metric."
+    fold_beats = [m for m in METRIC_NAMES if out["folds_mean"][m]["advantage"] > 0]
+    sentence += (
+        f" Across folds (mean) it beats the best baseline in {len(fold_beats)} of "
+        f"{len(METRIC_NAMES)} metrics"
+        + (f" ({', '.join(fold_beats)})." if fold_beats else ".")
+    )
     out["beats_baselines_on_holdout"] = beats
+    out["beats_baselines_on_fold_means"] = fold_beats
     out["summary"] = sentence
     return out
 
@@ -592,6 +599,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(result: TrainResult) -> str:
+    from training.promote import check_gate
+
+    gate = check_gate(result.metrics)
     holdout = result.metrics["holdout"]
     first, last = result.metadata["holdout_range"]
     lines = [f"{'':14s}" + "".join(f"{m:>10s}" for m in METRIC_NAMES)]
@@ -605,6 +615,8 @@ def _summary(result: TrainResult) -> str:
             *lines,
             f"model across {len(result.metrics['folds'])} folds: {fold_line}",
             f"verdict: {result.metrics['verdict']['summary']}",
+            f"promotion gate ({gate.metric} >= best baseline + {gate.margin}): "
+            f"{'pass' if gate.passed else 'FAIL'}: {gate.reason}",
             f"trained in {result.seconds:.1f} s",
             f"saved model: {result.tag} (stage candidate)",
             f"report: {result.report_dir}",

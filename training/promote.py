@@ -1,0 +1,249 @@
+"""Promote a trained version to ``production`` behind a validation gate; list versions.
+
+Usage::
+
+    python -m training.promote TAG            # gate, then TAG -> production, old -> archived
+    python -m training.promote --list         # every version: stage and headline metrics
+
+The gate, on the untouched holdout stored with the model: its ROC-AUC must exceed the best
+baseline's (majority, previous-bar, logistic regression) by at least ``DEFAULT_MARGIN`` (0.005),
+and the model must load under this code's contract (feature names, warm-up, feature-set version,
+file checksums). A refused promotion changes nothing and exits with status 1 and the reason.
+Exactly one version is ``production`` afterwards; the one before becomes ``archived`` (kept, so
+promoting it again is the rollback). Stages are BentoML labels, so ``bentoml models list`` and
+``bentoml models get`` show them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bentoml
+import pandas as pd
+from bentoml.exceptions import BentoMLException, NotFound
+
+from training.evaluate import BASELINE_NAMES, HIGHER_IS_BETTER, advantage, best_baseline
+from training.store import (
+    MODEL_NAME,
+    ModelContractError,
+    list_models,
+    load_model,
+    resolve_tag,
+    set_stage,
+    stage_lock,
+)
+
+DEFAULT_METRIC = "roc_auc"
+DEFAULT_MARGIN = 0.005
+"""ROC-AUC points above the best baseline. About the spread of the model's AUC across folds on
+the bundled data: smaller wins are not distinguishable from noise."""
+
+
+class PromotionRefused(RuntimeError):
+    """The version does not pass the gate (the message says why); nothing was changed."""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's decision and the numbers behind it."""
+
+    passed: bool
+    metric: str
+    margin: float
+    model_score: float
+    baseline: str
+    baseline_score: float
+    advantage: float
+
+    @property
+    def reason(self) -> str:
+        better = "higher" if HIGHER_IS_BETTER[self.metric] else "lower"
+        verb = "beats" if self.passed else "does not beat"
+        return (
+            f"holdout {self.metric} {self.model_score:.4f} {verb} the best baseline "
+            f"({self.baseline}: {self.baseline_score:.4f}) by the required margin "
+            f"{self.margin:+.4f} ({better} is better; advantage {self.advantage:+.4f})"
+        )
+
+
+def check_gate(
+    metrics: Mapping[str, Any], *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN
+) -> GateResult:
+    """Compare the model's holdout ``metric`` with the best baseline's, requiring ``margin``.
+
+    Args:
+        metrics: the model's ``metrics`` metadata (``metrics["holdout"][name][metric]``).
+        metric: one of ``accuracy``, ``roc_auc``, ``log_loss``, ``brier``.
+        margin: how much better than the best baseline the model must be (in the metric's
+            units, oriented so that positive means better).
+
+    Raises:
+        ValueError: unknown metric, or metrics without holdout scores for model and baselines.
+    """
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}")
+    holdout = metrics.get("holdout") if isinstance(metrics, Mapping) else None
+    needed = ("model", *BASELINE_NAMES)
+    if not holdout or any(name not in holdout for name in needed):
+        raise ValueError(f"metrics lack holdout scores for {needed}")
+    name, baseline_score = best_baseline({b: holdout[b] for b in BASELINE_NAMES}, metric)
+    model_score = float(holdout["model"][metric])
+    gain = advantage(model_score, baseline_score, metric)
+    return GateResult(
+        passed=gain >= margin,
+        metric=metric,
+        margin=margin,
+        model_score=model_score,
+        baseline=name,
+        baseline_score=baseline_score,
+        advantage=gain,
+    )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What :func:`promote` did."""
+
+    tag: str
+    gate: GateResult
+    archived: tuple[str, ...]
+    already_production: bool = False
+
+
+def promote(
+    tag: str, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN
+) -> Promotion:
+    """Gate ``tag`` and make it the one ``production`` version; the previous one is archived.
+
+    The new version is labelled ``production`` before the old one is archived, so a reader in
+    between sees two vetted versions, never none (which would fall back to an unvetted newest
+    candidate). Concurrent promotions are serialised with a file lock.
+
+    Raises:
+        PromotionRefused: the tag is missing, breaks the contract, or fails the gate.
+    """
+    try:
+        loaded = load_model(tag)
+    except ModelContractError as exc:
+        raise PromotionRefused(f"refused: {exc}") from exc
+    try:
+        gate = check_gate(loaded.metadata["metrics"], metric=metric, margin=margin)
+    except ValueError as exc:
+        raise PromotionRefused(f"refused: {loaded.tag}: {exc}") from exc
+    if not gate.passed:
+        raise PromotionRefused(f"refused: {loaded.tag}: {gate.reason}")
+    name = loaded.tag.split(":", 1)[0]
+    with stage_lock(name):
+        current = [
+            str(m.tag)
+            for m in list_models(name)
+            if m.info.labels.get("stage") == "production" and str(m.tag) != loaded.tag
+        ]
+        was_production = not current and loaded.stage == "production"
+        now = pd.Timestamp.now(tz="UTC").isoformat()
+        set_stage(
+            loaded.tag,
+            "production",
+            extra_labels={"promoted_at": now, "gate": f"{metric}+{margin:g}"},
+        )
+        for old in current:
+            set_stage(old, "archived", extra_labels={"archived_at": now})
+    return Promotion(
+        tag=loaded.tag, gate=gate, archived=tuple(current), already_production=was_production
+    )
+
+
+def _headline(model: bentoml.Model) -> dict[str, str]:
+    metrics = model.info.metadata.get("metrics", {})
+    row = {
+        "tag": str(model.tag),
+        "stage": model.info.labels.get("stage", "?"),
+        "created": model.info.creation_time.strftime("%Y-%m-%d %H:%M"),
+    }
+    try:
+        gate = check_gate(metrics)
+        holdout = metrics["holdout"]["model"]
+        row |= {
+            "auc": f"{holdout['roc_auc']:.4f}",
+            "logloss": f"{holdout['log_loss']:.4f}",
+            "acc": f"{holdout['accuracy']:.4f}",
+            "best_baseline_auc": f"{gate.baseline_score:.4f} ({gate.baseline})",
+            "gate": "pass" if gate.passed else "fail",
+        }
+    except (ValueError, KeyError, TypeError):
+        row |= {"auc": "-", "logloss": "-", "acc": "-", "best_baseline_auc": "-", "gate": "-"}
+    return row
+
+
+def list_versions(name: str = MODEL_NAME) -> str:
+    """A table of every version (newest first): stage, holdout metrics, gate, which is served."""
+    models = list_models(name)
+    if not models:
+        return f"no {name!r} models in the BentoML model store"
+    served = resolve_tag(None, name)
+    rows = [_headline(m) | {"served": "*" if str(m.tag) == served else ""} for m in models]
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
+    lines.append(
+        f"holdout metrics; gate: roc_auc >= best baseline + {DEFAULT_MARGIN}; "
+        "* = what the service resolves (production, else the newest)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.promote",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("tag", nargs="?", help=f"version to promote, e.g. {MODEL_NAME}:<version>")
+    parser.add_argument(
+        "--list", action="store_true", help="list versions with stage and holdout metrics"
+    )
+    parser.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        choices=sorted(HIGHER_IS_BETTER),
+        help="holdout metric the gate compares",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help="required advantage over the best baseline on --metric",
+    )
+    args = parser.parse_args(argv)
+    if args.list:
+        print(list_versions())
+        return 0
+    if not args.tag:
+        parser.error("give a TAG to promote, or --list")
+    try:
+        bentoml.models.get(args.tag)
+    except (NotFound, BentoMLException, ValueError):
+        print(f"error: model {args.tag!r} is not in the BentoML model store", file=sys.stderr)
+        return 2
+    try:
+        done = promote(args.tag, metric=args.metric, margin=args.margin)
+    except PromotionRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"gate passed: {done.gate.reason}")
+    if done.already_production:
+        print(f"{done.tag} was already production; nothing else changed")
+    else:
+        print(f"promoted {done.tag} -> production")
+    for old in done.archived:
+        print(f"archived {old} (promote it again to roll back)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
