@@ -1,0 +1,408 @@
+"""The service as users meet it: real ``bentoml serve`` and ``bentoml serve-grpc`` processes on
+loopback ports, the session's trained model, the client package, real BTCUSDT candles."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
+
+from client import GrpcClient, HttpClient, ServiceError, candles_payload
+from features import (
+    FEATURE_NAMES,
+    OHLCV_COLUMNS,
+    WARMUP_BARS,
+    compute_features,
+    compute_window_features,
+)
+from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from training.store import load_model
+
+pytestmark = pytest.mark.integration
+
+N_BARS = 300
+
+
+@pytest.fixture(scope="module")
+def http_url(trained_model_tag, tmp_path_factory):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = server_env(os.environ["BENTOML_HOME"], trained_model_tag)
+    args = [
+        "serve",
+        "service:svc",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-workers",
+        "1",
+    ]
+    log = tmp_path_factory.mktemp("http-server") / "server.log"
+    with HttpClient(url) as probe, running_server(args, env, log, probe.is_ready):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def grpc_server(trained_model_tag, tmp_path_factory):
+    """``(address, metrics_url)`` of a gRPC server (own BENTOML_HOME, same model store)."""
+    port, metrics_port = free_port(), free_port()
+    base = tmp_path_factory.mktemp("grpc-server")
+    home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
+    metrics = {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
+    env = server_env(home, trained_model_tag, metrics)
+    args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--api-workers", "1"]
+    with GrpcClient(f"127.0.0.1:{port}") as probe:
+        with running_server(args, env, base / "server.log", probe.is_ready):
+            yield f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/"
+
+
+@pytest.fixture(scope="module")
+def http(http_url):
+    with HttpClient(http_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def grpc_client(grpc_server):
+    with GrpcClient(grpc_server[0]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def offline(trained_model_tag):
+    return load_model(trained_model_tag)
+
+
+@pytest.fixture(scope="module")
+def window(btc_slice) -> pd.DataFrame:
+    return btc_slice.iloc[1000 : 1000 + N_BARS].reset_index(drop=True)
+
+
+def offline_probability(offline, frame: pd.DataFrame) -> float:
+    features = compute_window_features(frame[list(OHLCV_COLUMNS)].to_numpy()[np.newaxis])
+    return float(offline.model.predict_proba(features)[0])
+
+
+def iso(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    return total
+
+
+# ---------------------------------------------------------------- start-up, health, docs
+
+
+@pytest.mark.parametrize(
+    ("tag", "empty_store", "reason"),
+    [
+        ("btcusdt_mlp:doesnotexist", False, "'btcusdt_mlp:doesnotexist' is not in the"),
+        ("", True, "no 'btcusdt_mlp' model in the BentoML model store"),
+    ],
+)
+def test_start_up_stops_with_the_reason_when_no_model_can_be_served(
+    tmp_path, tag, empty_store, reason
+):
+    home = str(tmp_path) if empty_store else os.environ["BENTOML_HOME"]
+    started = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:svc", "--port", str(free_port())],
+        cwd=REPO_ROOT,
+        env=server_env(home, tag),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode != 0
+    assert "ModelContractError" in started.stderr
+    assert reason in started.stderr
+
+
+def test_health_endpoints_and_openapi_document(http_url):
+    assert httpx.get(f"{http_url}/livez").status_code == 200
+    assert httpx.get(f"{http_url}/readyz").status_code == 200
+    doc = httpx.get(f"{http_url}/docs.json").json()
+    assert doc["openapi"].startswith("3.0")
+    assert {"/predict", "/indicators", "/model_info"} <= set(doc["paths"])
+    candle = doc["components"]["schemas"]["Candle"]
+    assert set(candle["required"]) == {"timestamp", "open", "high", "low", "close", "volume"}
+    assert all(candle["properties"][f].get("description") for f in candle["required"])
+    assert "exclusiveMinimum" not in json.dumps(doc)  # not valid OpenAPI 3.0
+
+
+def test_model_info_describes_the_served_model(http, grpc_client, offline, trained_model_tag):
+    info = http.model_info()
+    assert info["model_tag"] == trained_model_tag
+    assert info["stage"] == "candidate"
+    assert info["feature_names"] == list(FEATURE_NAMES)
+    assert info["warmup_bars"] == WARMUP_BARS
+    assert info["train_range"] == offline.metadata["train_range"]
+    assert info["holdout_range"] == offline.metadata["holdout_range"]
+    assert info["metrics"]["holdout"]["model"]["roc_auc"] > 0
+    assert grpc_client.model_info()["model_tag"] == trained_model_tag
+
+
+# ---------------------------------------------------------------- predictions and parity
+
+
+def test_predict_is_the_same_over_http_grpc_and_offline(
+    http, grpc_client, offline, window, trained_model_tag
+):
+    expected = offline_probability(offline, window)
+    over_http = http.predict(window)
+    over_grpc = grpc_client.predict(window)
+    for answer in (over_http, over_grpc):
+        assert answer["probability_up"] == pytest.approx(expected, abs=1e-6)
+        assert answer["model_tag"] == trained_model_tag
+        assert answer["timestamp"] == iso(window["timestamp"].iloc[-1])
+        assert answer["horizon_bars"] == offline.label_horizon
+        assert answer["signal"] == ("long" if expected >= offline.model.threshold else "flat")
+    assert over_grpc["probability_up"] == pytest.approx(over_http["probability_up"], abs=1e-6)
+
+
+def test_batch_predict_answers_each_window_in_order(http, grpc_client, offline, btc_slice):
+    windows = [
+        btc_slice.iloc[start : start + n].reset_index(drop=True)
+        for start, n in ((0, WARMUP_BARS + 1), (700, 500), (1500, N_BARS), (2100, 2048 // 4))
+    ]
+    expected = [offline_probability(offline, w) for w in windows]
+    for client in (http, grpc_client):
+        answers = client.predict_batch(windows)
+        assert [a["timestamp"] for a in answers] == [iso(w["timestamp"].iloc[-1]) for w in windows]
+        got = [a["probability_up"] for a in answers]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_epoch_millisecond_timestamps_give_the_same_answer(http, window):
+    candles = candles_payload(window)
+    for candle, ts in zip(candles, window["timestamp"], strict=True):
+        candle["timestamp"] = int(ts.value // 1_000_000)
+    assert http.predict(candles) == http.predict(window)
+
+
+def test_indicators_equal_the_training_features(http, grpc_client, window, trained_model_tag):
+    expected = compute_features(window).iloc[-1]
+    for client in (http, grpc_client):
+        answer = client.indicators(window)
+        assert list(answer["values"]) == list(FEATURE_NAMES)
+        np.testing.assert_allclose(
+            list(answer["values"].values()), expected.to_numpy(), rtol=1e-9, atol=1e-12
+        )
+        assert answer["timestamp"] == iso(window["timestamp"].iloc[-1])
+        assert answer["model_tag"] == trained_model_tag
+        assert "rows" not in answer
+
+
+def test_indicators_all_rows_are_every_warmed_up_row(http, window):
+    expected = compute_features(window)
+    answer = http.indicators(window, all_rows=True)
+    assert len(answer["rows"]) == len(window) - WARMUP_BARS == len(expected)
+    assert [r["timestamp"] for r in answer["rows"]] == [iso(t) for t in expected.index]
+    got = np.array([list(r["values"].values()) for r in answer["rows"]])
+    np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-9, atol=1e-12)
+    assert answer["values"] == answer["rows"][-1]["values"]
+
+
+# ---------------------------------------------------------------- invalid input
+
+
+def _candles(window: pd.DataFrame) -> list[dict]:
+    return candles_payload(window)
+
+
+def _with(window: pd.DataFrame, row: int, **changes) -> dict:
+    candles = _candles(window)
+    candles[row].update(changes)
+    return {"candles": candles}
+
+
+def _bad_inputs(window: pd.DataFrame, long_window: pd.DataFrame) -> dict[str, tuple[bytes, str]]:
+    """name -> (request body, text the error message must contain)."""
+    candles = _candles(window)
+    swapped = candles.copy()
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    duplicated = candles.copy()
+    duplicated[6] = duplicated[5]
+    dump = lambda payload: json.dumps(payload).encode()  # noqa: E731
+    nan_body = dump(_with(window, 3, open=1.0)).replace(b'"open": 1.0', b'"open": NaN', 1)
+    inf_body = dump(_with(window, 3, volume=1.0)).replace(
+        b'"volume": 1.0', b'"volume": Infinity', 1
+    )
+    return {
+        "not_json": (b"candles please", "not valid JSON"),
+        "not_utf8": (b'{"candles": "\xff\xfe"}', "not UTF-8"),
+        "not_an_object": (b"[1, 2, 3]", "body"),
+        "missing_field": (dump({"candle": candles}), "candles: Field required"),
+        "missing_column": (
+            dump({"candles": [{k: v for k, v in c.items() if k != "volume"} for c in candles]}),
+            "candles row 0: volume: Field required",
+        ),
+        "wrong_type": (dump(_with(window, 3, close="high")), "candles row 3: close"),
+        "nan": (nan_body, "candles row 3: open: Input should be a finite number"),
+        "infinity": (inf_body, "candles row 3: volume: Input should be a finite number"),
+        "non_positive_price": (dump(_with(window, 4, low=0.0)), "candles row 4: low must be > 0"),
+        "negative_volume": (dump(_with(window, 4, volume=-1.0)), "volume must be >= 0"),
+        "high_below_low": (dump(_with(window, 7, high=1.0)), "candles row 7: high (1.0) must be"),
+        "unsorted": (dump({"candles": swapped}), "out of order"),
+        "duplicate": (dump({"candles": duplicated}), "duplicate timestamp"),
+        "gap": (dump({"candles": candles[:10] + candles[11:]}), "candles row 10: gap"),
+        "naive_timestamp": (
+            dump(_with(window, 2, timestamp="2021-11-10T14:00:00")),
+            "candles row 2: timestamp '2021-11-10T14:00:00' has no UTC offset",
+        ),
+        "bad_timestamp": (dump(_with(window, 2, timestamp="yesterday")), "not ISO 8601"),
+        "too_few": (dump({"candles": candles[:WARMUP_BARS]}), "at least 241 candles"),
+        "too_many": (dump({"candles": _candles(long_window)}), "at most 2048 candles"),
+        "too_many_windows": (
+            dump({"windows": [{"candles": candles[: WARMUP_BARS + 1]}] * 65}),
+            "windows: at most 64 windows",
+        ),
+        "bad_window_in_batch": (
+            dump({"windows": [{"candles": candles}, _with(window, 7, high=1.0)]}),
+            "windows[1].candles row 7: high",
+        ),
+        "both_forms": (dump({"candles": candles, "windows": []}), "either candles or windows"),
+    }
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(window, btc_slice):
+    return _bad_inputs(window, btc_slice.iloc[:2049].reset_index(drop=True))
+
+
+BAD_INPUT_NAMES = [
+    "not_json", "not_utf8", "not_an_object", "missing_field", "missing_column", "wrong_type",
+    "nan", "infinity", "non_positive_price", "negative_volume", "high_below_low", "unsorted",
+    "duplicate", "gap", "naive_timestamp", "bad_timestamp", "too_few", "too_many",
+    "too_many_windows", "bad_window_in_batch", "both_forms",
+]  # fmt: skip
+
+
+def test_bad_input_battery_is_complete(bad_inputs):
+    assert sorted(bad_inputs) == sorted(BAD_INPUT_NAMES)
+
+
+@pytest.mark.parametrize("name", BAD_INPUT_NAMES)
+def test_http_rejects_bad_input_with_400_and_the_contract_body(http_url, bad_inputs, name):
+    body, message = bad_inputs[name]
+    response = httpx.post(
+        f"{http_url}/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error"}
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("name", BAD_INPUT_NAMES)
+def test_grpc_rejects_bad_input_with_invalid_argument(grpc_client, bad_inputs, name):
+    body, message = bad_inputs[name]
+    with pytest.raises(ServiceError) as rejected:
+        grpc_client.call("predict", body)
+    assert rejected.value.status == "INVALID_ARGUMENT"
+    assert message in rejected.value.error
+
+
+def test_oversized_body_is_413_and_the_server_keeps_answering(http_url, http, window):
+    too_big = b" " * (16 * 1024 * 1024 + 1)
+    response = httpx.post(f"{http_url}/predict", content=too_big)
+    assert response.status_code == 413
+    assert "larger than the limit" in response.json()["error"]
+    assert httpx.post(f"{http_url}/indicators", content=b"\xff").status_code == 400
+    assert 0.0 <= http.predict(window)["probability_up"] <= 1.0
+
+
+def test_request_id_is_taken_from_the_caller_and_echoed(http_url, grpc_server, window):
+    body = json.dumps({"candles": candles_payload(window)})
+    headers = {"X-Request-ID": "abc-123", "Content-Type": "application/json"}
+    response = httpx.post(f"{http_url}/predict", content=body, headers=headers)
+    assert response.headers["x-request-id"] == "abc-123"
+    rejected = httpx.post(f"{http_url}/predict", content=b"{}", headers=headers)
+    assert rejected.status_code == 400 and rejected.headers["x-request-id"] == "abc-123"
+    with grpc.insecure_channel(grpc_server[0]) as channel:
+        stub = service_pb2_grpc.BentoServiceStub(channel)
+        request = service_pb2.Request(api_name="model_info", serialized_bytes=b"{}")
+        _, call = stub.Call.with_call(request, metadata=(("x-request-id", "grpc-7"),))
+    assert ("x-request-id", "grpc-7") in tuple(call.trailing_metadata())
+
+
+# ---------------------------------------------------------------- metrics and batching
+
+
+def test_metrics_are_exposed_and_move_with_calls(
+    http_url, http, grpc_client, grpc_server, window, trained_model_tag
+):
+    before = httpx.get(f"{http_url}/metrics").text
+    answers = [http.predict(window) for _ in range(3)]
+    with pytest.raises(ServiceError):
+        http.predict(window.iloc[:10])
+    after = httpx.get(f"{http_url}/metrics").text
+    tag = {"model_tag": trained_model_tag}
+
+    def moved(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    signal = answers[0]["signal"]
+    assert moved("btcusdt_predictions_total", signal=signal, **tag) == 3
+    assert moved("btcusdt_probability_up_count", **tag) == 3
+    assert moved("btcusdt_request_rejections_total", reason="too_few_candles") == 1
+    assert moved("btcusdt_feature_computation_seconds_count", method="last_row") >= 1
+    stage = {"stage": "candidate", "feature_set_version": "1"}
+    assert metric_value(after, "btcusdt_model_info", **tag, **stage) == 1
+
+    grpc_before = httpx.get(grpc_server[1]).text
+    grpc_client.predict(window)
+    grpc_after = httpx.get(grpc_server[1]).text
+    grpc_moved = metric_value(grpc_after, "btcusdt_probability_up_count", **tag) - metric_value(
+        grpc_before, "btcusdt_probability_up_count", **tag
+    )
+    assert grpc_moved == 1
+
+
+def test_concurrent_requests_are_batched_by_the_runners(http_url, http, offline, btc_slice):
+    windows = [btc_slice.iloc[i * 40 : i * 40 + N_BARS] for i in range(32)]
+    with ThreadPoolExecutor(max_workers=len(windows)) as pool:
+        list(pool.map(http.predict, windows[:16]))  # BentoML's batching warms up on the first calls
+        before = httpx.get(f"{http_url}/metrics").text
+        answers = list(pool.map(http.predict, windows))
+    after = httpx.get(f"{http_url}/metrics").text
+
+    expected = [offline_probability(offline, w.reset_index(drop=True)) for w in windows]
+    np.testing.assert_allclose([a["probability_up"] for a in answers], expected, atol=1e-6)
+    for runner, method in (("features", "last_row"), ("direction", "predict_proba")):
+        labels = {"runner_name": runner, "method_name": method}
+
+        def moved(name: str, labels=labels, **more: str) -> float:
+            return metric_value(after, name, **labels, **more) - metric_value(
+                before, name, **labels, **more
+            )
+
+        calls = moved("bentoml_runner_adaptive_batch_size_count")
+        windows_seen = moved("bentoml_runner_adaptive_batch_size_sum")
+        batches_of_one = moved("bentoml_runner_adaptive_batch_size_bucket", le="1.0")
+        assert windows_seen == len(windows), runner
+        assert calls < len(windows), f"{runner}: {calls} calls for {len(windows)} requests"
+        assert batches_of_one < calls, f"{runner}: no batch larger than one"
+        assert math.isfinite(calls)

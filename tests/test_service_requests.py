@@ -1,0 +1,119 @@
+"""The service's request handling without a server: parsing, limits, messages, error bodies,
+and the feature runner's isolation of a bad window (real BTCUSDT candles)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from client import candles_payload
+from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
+from serving.errors import InvalidRequest
+from serving.io import ValidatedJSON
+from serving.middleware import contract_error_body
+from serving.runners import _window_features
+from serving.schemas import PredictRequest
+from serving.windows import format_timestamp, parse_predict, request_windows
+
+LIMITS = {"min_candles": WARMUP_BARS + 1, "max_candles": 2048, "max_windows": 64}
+
+
+@pytest.fixture(scope="module")
+def window(btc_slice) -> pd.DataFrame:
+    return btc_slice.iloc[:300].reset_index(drop=True)
+
+
+def decode(body: bytes):
+    return ValidatedJSON(pydantic_model=PredictRequest, parse=parse_predict).decode(body)
+
+
+def rejection(body: bytes) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as rejected:
+        request_windows(decode(body), **LIMITS)
+    return rejected.value
+
+
+def test_a_valid_window_becomes_the_validated_candle_frame(window):
+    body = json.dumps({"candles": candles_payload(window)}).encode()
+    (parsed,) = request_windows(decode(body), **LIMITS)
+    pd.testing.assert_frame_equal(parsed.frame, window)
+    np.testing.assert_array_equal(parsed.ohlcv, window[list(OHLCV_COLUMNS)].to_numpy())
+    assert format_timestamp(parsed.last_timestamp) == "2021-10-13T11:00:00Z"
+
+
+def test_epoch_ms_and_offset_timestamps_mean_the_same_instant(window):
+    candles = candles_payload(window)
+    as_ms = [
+        {**c, "timestamp": int(t.value // 1_000_000)}
+        for c, t in zip(candles, window.timestamp, strict=True)
+    ]
+    as_offset = [
+        {**c, "timestamp": t.tz_convert("Asia/Tokyo").isoformat()}
+        for c, t in zip(candles, window.timestamp, strict=True)
+    ]
+    frames = [
+        request_windows(decode(json.dumps({"candles": c}).encode()), **LIMITS)[0].frame
+        for c in (candles, as_ms, as_offset)
+    ]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    pd.testing.assert_frame_equal(frames[0], frames[2])
+
+
+def test_error_names_the_window_row_and_rule(window):
+    good = candles_payload(window)
+    bad = candles_payload(window)
+    bad[12]["low"] = bad[12]["high"] * 2
+    body = json.dumps({"windows": [{"candles": good}, {"candles": bad}]}).encode()
+    error = rejection(body)
+    assert error.error.startswith("windows[1].candles row 12: high (")
+    assert error.reason == "invalid_candles"
+    assert json.loads(error.message) == {"error": error.error}  # the gRPC details / HTTP body
+
+
+def test_pydantic_errors_read_as_field_and_rule(window):
+    candles = candles_payload(window)
+    candles[3]["close"] = None
+    error = rejection(json.dumps({"candles": candles}).encode())
+    assert error.error.startswith("candles row 3: close: Input should be a valid number")
+    assert error.reason == "invalid_schema"
+
+
+def test_mixed_timestamp_kinds_in_one_window_are_refused(window):
+    candles = candles_payload(window)
+    candles[5]["timestamp"] = int(window.timestamp[5].value // 1_000_000)
+    error = rejection(json.dumps({"candles": candles}).encode())
+    assert error.error.startswith("candles row 5: timestamp: all timestamps of a window")
+
+
+def test_non_utf8_and_non_json_bodies_are_client_errors():
+    with pytest.raises(InvalidRequest, match="not UTF-8"):
+        decode(b'{"candles": "\xc3\x28"}')
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        decode(b'{"candles": [')
+    with pytest.raises(InvalidRequest, match="nested too deeply"):
+        decode(b"[" * 100_000)
+
+
+def test_bentoml_error_answers_become_the_contract_body():
+    bentoml_400 = json.dumps(
+        "BentoService error handling API request: " + json.dumps({"error": "candles: bad"})
+    ).encode()
+    assert json.loads(contract_error_body(400, bentoml_400)) == {"error": "candles: bad"}
+    assert json.loads(contract_error_body(405, b"Method Not Allowed")) == {
+        "error": "Method Not Allowed"
+    }
+    assert "not loaded" in json.loads(contract_error_body(503, b'""'))["error"]
+    assert set(json.loads(contract_error_body(500, b"boom"))) == {"error"}
+
+
+def test_feature_runner_keeps_good_windows_when_one_is_degenerate(btc_slice):
+    real = [btc_slice.iloc[i : i + 300][list(OHLCV_COLUMNS)].to_numpy() for i in (0, 50)]
+    flat = np.tile([100.0, 100.0, 100.0, 100.0, 1.0], (300, 1))  # a price that never moves
+    shorter = btc_slice.iloc[100 : 400 - 50][list(OHLCV_COLUMNS)].to_numpy()
+    got = _window_features([real[0], flat, real[1], shorter])
+    assert np.isnan(got[1]).any()
+    for row, window in ((0, real[0]), (2, real[1]), (3, shorter)):
+        np.testing.assert_array_equal(got[row], compute_window_features(window[None])[0])
