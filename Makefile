@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 BENTOML := $(VENV)/bin/bentoml
 HTTP_PORT ?= 3000
 GRPC_PORT ?= 3010
+# Runner batching, gRPC metrics port (3011)...: edit it or point BENTOML_CONFIG at your own copy.
+BENTOML_CONFIG ?= $(CURDIR)/configuration.yaml
+BENTOML_HOME ?= $(HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 
 .PHONY: setup run prepare train serve serve-grpc test test-fast lint typecheck clean
@@ -22,6 +25,15 @@ run: setup  ## the main job: data + features pipeline on the bundled candles
 
 prepare: setup
 	$(PY) -m training.prepare
+
+serve: setup  ## HTTP server on HTTP_PORT (model: BTC_SERVE_MODEL_TAG, else production, else newest)
+	BENTOML_CONFIG=$(BENTOML_CONFIG) $(BENTOML) serve service:svc --port $(HTTP_PORT)
+
+# PROMETHEUS_MULTIPROC_DIR: BentoML 1.4.39 starts the gRPC metrics server without it (500s).
+serve-grpc: setup  ## gRPC server on GRPC_PORT; Prometheus metrics at http://127.0.0.1:3011/
+	BENTOML_CONFIG=$(BENTOML_CONFIG) \
+	PROMETHEUS_MULTIPROC_DIR=$(BENTOML_HOME)/prometheus_multiproc_dir \
+	$(BENTOML) serve-grpc service:svc --port $(GRPC_PORT)
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest
