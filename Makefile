@@ -10,7 +10,7 @@ BENTOML_CONFIG ?= $(CURDIR)/configuration.yaml
 BENTOML_HOME ?= $(HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run prepare train serve serve-grpc test test-fast lint typecheck clean
+.PHONY: setup run prepare train promote models serve serve-grpc test test-fast lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ run: setup  ## the main job: data + features pipeline on the bundled candles
 
 prepare: setup
 	$(PY) -m training.prepare
+
+train: setup  ## train + evaluate + save a candidate model (options: TRAIN_ARGS="--max-epochs 20 ...")
+	$(PY) -m training.train $(TRAIN_ARGS)
+
+promote: setup  ## promote TAG=btcusdt_mlp:<version> to production (refused if it fails the gate)
+	@test -n "$(TAG)" || { echo "usage: make promote TAG=btcusdt_mlp:<version>"; exit 2; }
+	$(PY) -m training.promote $(TAG)
+
+models: setup  ## list model versions with stage and holdout metrics
+	$(PY) -m training.promote --list
 
 serve: setup  ## HTTP server on HTTP_PORT (model: BTC_SERVE_MODEL_TAG, else production, else newest)
 	BENTOML_CONFIG=$(BENTOML_CONFIG) $(BENTOML) serve service:svc --port $(HTTP_PORT)
