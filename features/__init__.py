@@ -7,15 +7,19 @@ Public API:
     FEATURE_NAMES, WARMUP_BARS, FEATURE_SET_VERSION: the contract a model is trained against.
     compute_features(candles): features for every warmed-up row of a gap-free candle frame.
     compute_features_segmented(candles): the same over data with gaps (per contiguous segment).
-    compute_window_features(windows): the last row's features for a batch of windows.
+    compute_window_features(windows): the last row's features for a batch of windows (batched
+        NumPy fast path by default, equal to the ``ta`` reference).
     make_labels(candles, horizon): the direction target, kept apart from the features.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
+from features._fast import window_features
 from features.candles import (
     BAR_INTERVAL,
     OHLCV_COLUMNS,
@@ -131,18 +135,30 @@ def make_labels(candles: pd.DataFrame, horizon: int = DEFAULT_LABEL_HORIZON) -> 
     return label
 
 
-def compute_window_features(windows: np.ndarray) -> np.ndarray:
+def compute_window_features(
+    windows: np.ndarray, *, engine: Literal["fast", "ta"] = "fast"
+) -> np.ndarray:
     """The feature row of the last candle of each window, for a batch of equal-length windows.
 
     Args:
         windows: float array ``(n_windows, n_bars, 5)`` with columns ``open, high, low, close,
             volume`` (:data:`OHLCV_COLUMNS`), oldest bar first, ``n_bars > WARMUP_BARS``.
             Candles must already be validated; timestamps play no part in the math.
+        engine: ``"fast"`` computes the whole batch at once in NumPy (:mod:`features._fast`,
+            the same floating-point operations as ``ta``, proven equal by
+            ``tests/test_fast_features.py``); ``"ta"`` runs the reference,
+            :func:`features.indicators.indicator_frame`, window by window.
 
     Returns:
         ``(n_windows, len(FEATURE_NAMES))`` float64, row ``i`` equal to the last row of
         ``compute_features`` on window ``i``.
+
+    Raises:
+        CandleValidationError: a window is too short, holds a missing or infinite value, or
+            yields a feature that is not finite.
     """
+    if engine not in ("fast", "ta"):
+        raise ValueError(f"engine must be 'fast' or 'ta', got {engine!r}")
     windows = np.asarray(windows, dtype="float64")
     if windows.ndim != 3 or windows.shape[2] != len(OHLCV_COLUMNS):
         raise ValueError(f"windows must have shape (n, bars, 5), got {windows.shape}")
@@ -150,10 +166,16 @@ def compute_window_features(windows: np.ndarray) -> np.ndarray:
         raise CandleValidationError(
             f"a window needs at least {WARMUP_BARS + 1} candles, got {windows.shape[1]}"
         )
-    out = np.empty((windows.shape[0], len(FEATURE_NAMES)))
-    for i, window in enumerate(windows):
-        frame = pd.DataFrame(window, columns=list(OHLCV_COLUMNS))
-        out[i] = indicator_frame(frame).iloc[-1].to_numpy()
+    if not np.isfinite(windows).all():
+        i = int(np.argwhere(~np.isfinite(windows))[0, 0])
+        raise CandleValidationError(f"window {i} holds a missing or infinite value")
+    if engine == "fast":
+        out = window_features(windows)
+    else:
+        out = np.empty((windows.shape[0], len(FEATURE_NAMES)))
+        for i, window in enumerate(windows):
+            frame = pd.DataFrame(window, columns=list(OHLCV_COLUMNS))
+            out[i] = indicator_frame(frame).iloc[-1].to_numpy()
     bad = ~np.isfinite(out)
     if bad.any():
         i, col = np.argwhere(bad)[0]
