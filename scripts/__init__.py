@@ -1,0 +1,1 @@
+"""Project scripts: bento build, container image build/run checks (``python -m scripts.<name>``)."""
