@@ -176,7 +176,8 @@ class ContainerWorkspace:
 
     def podman(self, *args: str, timeout_s: float = 300, check: bool = True) -> str:
         """Run ``podman ARGS`` in this workspace; return its stdout."""
-        return _run(["podman", *args], env=self.configure(), timeout_s=timeout_s, check=check).stdout
+        completed = _run(["podman", *args], env=self.configure(), timeout_s=timeout_s, check=check)
+        return completed.stdout
 
     def image_exists(self, image: str) -> bool:
         completed = _run(["podman", "image", "exists", image], env=self.configure(), check=False)
