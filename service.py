@@ -81,9 +81,9 @@ async def indicators(request: schemas.IndicatorsRequest) -> dict:
     """The model's features for the last candle (``all_rows``: every warmed-up candle)."""
     (window,) = request_windows(request, **limits)
     if request.all_rows:
-        (rows,) = await features_runner.all_rows.async_run([window.frame])
-        last_row = rows[-1] if not isinstance(rows, str) else None
-        return answers.indicators(served, window, last_row, rows)
+        (result,) = await features_runner.all_rows.async_run([window.frame])
+        rows = answers.computed_rows(result, window)
+        return answers.indicators(served, window, rows[-1], rows)
     features = await features_runner.last_row.async_run([window.ohlcv])
     answers.raise_if_not_finite(features, [window])
     return answers.indicators(served, window, features[0])

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
 CANDLE_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
 
-Candles = pd.DataFrame | Sequence[Mapping[str, Any]]
+Candles: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]]
 """A window: a frame with the candle columns, or a list of candle dicts, oldest first."""
 
 

@@ -47,15 +47,20 @@ def predictions(
     return answers
 
 
+def computed_rows(rows: np.ndarray | str, window: CandleWindow) -> np.ndarray:
+    """The ``all_rows`` runner output, or a 400 with its message if a value was not finite."""
+    if isinstance(rows, str):
+        raise reject("non_finite_features", f"{window.field}: {rows}")
+    return rows
+
+
 def indicators(
     loaded: LoadedModel,
     window: CandleWindow,
-    last_row: np.ndarray | None,
-    rows: np.ndarray | str | None = None,
+    last_row: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``{"timestamp", "values", "model_tag"}`` (+ ``rows`` for every warmed-up candle)."""
-    if isinstance(rows, str):
-        raise reject("non_finite_features", f"{window.field}: {rows}")
     answer: dict[str, Any] = {
         "timestamp": format_timestamp(window.last_timestamp),
         "values": dict(zip(FEATURE_NAMES, map(float, last_row), strict=True)),
