@@ -114,9 +114,7 @@ class Promotion:
     already_production: bool = False
 
 
-def promote(
-    tag: str, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN
-) -> Promotion:
+def promote(tag: str, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN) -> Promotion:
     """Gate ``tag`` and make it the one ``production`` version; the previous one is archived.
 
     The new version is labelled ``production`` before the old one is archived, so a reader in
@@ -158,7 +156,7 @@ def promote(
 
 
 def _headline(model: bentoml.Model) -> dict[str, str]:
-    metrics = model.info.metadata.get("metrics", {})
+    metrics: Any = dict(model.info.metadata).get("metrics", {})
     row = {
         "tag": str(model.tag),
         "stage": model.info.labels.get("stage", "?"),

@@ -222,11 +222,12 @@ def fit_direction_model(
     y_fit = torch.from_numpy(y_all[split.train.start : split.train.stop])
     x_val = torch.from_numpy(scaler.transform(x_all[split.test.start : split.test.stop]))
     y_val = torch.from_numpy(y_all[split.test.start : split.test.stop])
+    del x_all  # only the scaled float32 copies are needed from here on
 
     torch.manual_seed(config.seed)
     mlp = DirectionMLP(
         MLPConfig(
-            n_features=x_all.shape[1],
+            n_features=x_fit.shape[1],
             hidden_sizes=tuple(config.hidden_sizes),
             dropout=config.dropout,
         )
@@ -353,8 +354,7 @@ def verdict(holdout: dict[str, dict[str, float]], folds_summary: dict[str, Any])
     fold_beats = [m for m in METRIC_NAMES if out["folds_mean"][m]["advantage"] > 0]
     sentence += (
         f" Across folds (mean) it beats the best baseline in {len(fold_beats)} of "
-        f"{len(METRIC_NAMES)} metrics"
-        + (f" ({', '.join(fold_beats)})." if fold_beats else ".")
+        f"{len(METRIC_NAMES)} metrics" + (f" ({', '.join(fold_beats)})." if fold_beats else ".")
     )
     out["beats_baselines_on_holdout"] = beats
     out["beats_baselines_on_fold_means"] = fold_beats
@@ -483,7 +483,7 @@ def train_and_save(
     }
     metrics["verdict"] = verdict(metrics["holdout"], folds_summary)
 
-    version_tag = bentoml.Tag(MODEL_NAME).make_new_version()
+    version_tag = bentoml.Tag(MODEL_NAME, None).make_new_version()
     tag = str(version_tag)
     train_index = features.index[pre_holdout.start : pre_holdout.stop]
     holdout_index = features.index[holdout.test.start : holdout.test.stop]
@@ -529,7 +529,9 @@ def train_and_save(
             extra_files={f"report/{p.name}": p for p in files},
             name=tag,
         )
-        target = report_dir if report_dir is not None else DEFAULT_REPORTS_DIR / version_tag.version
+        target = (
+            report_dir if report_dir is not None else DEFAULT_REPORTS_DIR / str(version_tag.version)
+        )
         target.mkdir(parents=True, exist_ok=True)
         for path in files:
             (target / path.name).write_bytes(path.read_bytes())
