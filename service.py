@@ -19,7 +19,7 @@ from serving.io import ValidatedJSON
 from serving.logs import configure_logging, log_event
 from serving.metrics import service_metrics
 from serving.middleware import ApiMiddleware, RequestIdInterceptor
-from serving.runners import DirectionRunnable, FeatureRunnable
+from serving.runners import DirectionRunnable, FeatureRunnable, run
 from serving.settings import ENV_PREFIX, ServeSettings
 from serving.windows import parse_indicators, parse_model_info, parse_predict, request_windows
 from training.store import load_model, model_summary
@@ -63,9 +63,9 @@ def _started(_context: object) -> None:
 async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
     """P(up) and the signal at the close of each window's last candle."""
     windows = request_windows(request, **limits)
-    features = await features_runner.last_row.async_run([w.ohlcv for w in windows])
+    features = await run(features_runner.last_row, [w.ohlcv for w in windows])
     answers.raise_if_not_finite(features, windows)
-    probabilities = await model_runner.predict_proba.async_run(features)
+    probabilities = await run(model_runner.predict_proba, features)
     predictions = answers.predictions(served, windows, probabilities)
     log_event("predict", signals=[p["signal"] for p in predictions])
     if isinstance(request, schemas.WindowBatch):
@@ -81,10 +81,10 @@ async def indicators(request: schemas.IndicatorsRequest) -> dict:
     """The model's features for the last candle (``all_rows``: every warmed-up candle)."""
     (window,) = request_windows(request, **limits)
     if request.all_rows:
-        (result,) = await features_runner.all_rows.async_run([window.frame])
+        (result,) = await run(features_runner.all_rows, [window.frame])
         rows = answers.computed_rows(result, window)
         return answers.indicators(served, window, rows[-1], rows)
-    features = await features_runner.last_row.async_run([window.ohlcv])
+    features = await run(features_runner.last_row, [window.ohlcv])
     answers.raise_if_not_finite(features, [window])
     return answers.indicators(served, window, features[0])
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import Any
 
 import bentoml
 import numpy as np
 import pandas as pd
+from bentoml.exceptions import RemoteException, ServiceUnavailable
 
 from features import FEATURE_NAMES, CandleValidationError, compute_features, compute_window_features
 from serving.metrics import service_metrics
@@ -90,3 +92,14 @@ class DirectionRunnable(bentoml.legacy.Runnable):
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """``(n,)`` P(up) for ``(n, n_features)`` raw features."""
         return self.loaded.model.predict_proba(features)
+
+
+async def run(method: Any, *args: Any) -> Any:
+    """``await method.async_run(*args)``; a runner that cannot be reached (still loading the
+    model, or restarting) is a 503, not a 500."""
+    try:
+        return await method.async_run(*args)
+    except RemoteException as exc:
+        if "Failed to connect" in str(exc):
+            raise ServiceUnavailable("the model runners are not available yet") from exc
+        raise
