@@ -29,10 +29,14 @@ def write_report(
     metadata: Mapping[str, Any],
     loss_curves: Sequence[Mapping[str, Any]],
     holdout_labels: np.ndarray,
-    holdout_probability: np.ndarray,
+    holdout_probabilities: Mapping[str, np.ndarray],
     plots: bool = True,
 ) -> list[Path]:
-    """Write ``report.json`` (and the PNG plots) into ``directory``; returns the files written."""
+    """Write ``report.json`` (and the PNG plots) into ``directory``; returns the files written.
+
+    ``holdout_probabilities`` maps ``model`` and each baseline name to its P(up) on the holdout.
+    """
+    holdout_probability = holdout_probabilities["model"]
     directory.mkdir(parents=True, exist_ok=True)
     report = {"model_tag": tag, **metadata, "loss_curves": list(loss_curves)}
     json_path = directory / REPORT_JSON
@@ -41,7 +45,7 @@ def write_report(
     if plots:
         written += [
             _plot_loss_curves(directory / PLOT_FILES[0], loss_curves),
-            _plot_roc(directory / PLOT_FILES[1], holdout_labels, holdout_probability, metadata),
+            _plot_roc(directory / PLOT_FILES[1], holdout_labels, holdout_probabilities, metadata),
             _plot_calibration(directory / PLOT_FILES[2], holdout_labels, holdout_probability),
             _plot_fold_metrics(directory / PLOT_FILES[3], metadata["metrics"]),
         ]
@@ -74,16 +78,23 @@ def _plot_loss_curves(path: Path, curves: Sequence[Mapping[str, Any]]) -> Path:
 
 
 def _plot_roc(
-    path: Path, labels: np.ndarray, probability: np.ndarray, metadata: Mapping[str, Any]
+    path: Path,
+    labels: np.ndarray,
+    probabilities: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any],
 ) -> Path:
     from sklearn.metrics import roc_curve
 
     fig = _figure(5.0, 5.0)
     ax = fig.subplots()
-    false_pos, true_pos, _ = roc_curve(labels, probability)
-    auc = metadata["metrics"]["holdout"]["model"]["roc_auc"]
-    ax.plot(false_pos, true_pos, label=f"model (AUC {auc:.4f})")
-    ax.plot([0, 1], [0, 1], color="grey", ls="--", label="no skill (AUC 0.5)")
+    for name, probability in probabilities.items():
+        if name == "majority":
+            continue  # a constant: its curve is the no-skill diagonal
+        false_pos, true_pos, _ = roc_curve(labels, probability)
+        auc = metadata["metrics"]["holdout"][name]["roc_auc"]
+        style = {"lw": 2.0} if name == "model" else {"lw": 1.0}
+        ax.plot(false_pos, true_pos, label=f"{name} (AUC {auc:.4f})", **style)
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", label="no skill / majority (AUC 0.5)")
     start, stop = metadata["holdout_range"]
     ax.set_title(f"holdout ROC\n{start[:10]} .. {stop[:10]}")
     ax.set_xlabel("false positive rate")

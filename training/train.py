@@ -291,8 +291,11 @@ def _evaluate_split(
     *,
     progress: bool,
     description: str,
-) -> tuple[FitResult, dict[str, Any], np.ndarray]:
-    """Fit model + baselines on ``split.train``, score all of them on ``split.test``."""
+) -> tuple[FitResult, dict[str, Any], dict[str, np.ndarray]]:
+    """Fit model + baselines on ``split.train``, score all of them on ``split.test``.
+
+    Returns the model fit, the fold's ranges and metrics, and each one's P(up) on the test rows.
+    """
     train_x = features.iloc[split.train.start : split.train.stop]
     train_y = labels.iloc[split.train.start : split.train.stop]
     test_x = features.iloc[split.test.start : split.test.stop]
@@ -300,10 +303,13 @@ def _evaluate_split(
     fit = fit_direction_model(train_x, train_y, config, progress=progress, description=description)
     probability_up = fit.model.predict_proba(test_x.to_numpy())
     baselines = fit_baselines(_as_matrix(train_x), _as_labels(train_y))
+    test_matrix = _as_matrix(test_x)
     scores = {
         "model": classification_metrics(test_y, probability_up, threshold=config.threshold),
-        **score_baselines(baselines, _as_matrix(test_x), test_y, model_threshold=config.threshold),
+        **score_baselines(baselines, test_matrix, test_y, model_threshold=config.threshold),
     }
+    probabilities = {"model": probability_up}
+    probabilities |= {name: b.predict_proba(test_matrix) for name, b in baselines.items()}
     info = {
         "train_range": _time_range(train_x.index),
         "test_range": _time_range(test_x.index),
@@ -315,7 +321,7 @@ def _evaluate_split(
         "epochs_run": len(fit.train_loss),
         "metrics": scores,
     }
-    return fit, info, probability_up
+    return fit, info, probabilities
 
 
 def verdict(holdout: dict[str, dict[str, float]], folds_summary: dict[str, Any]) -> dict[str, Any]:
@@ -466,7 +472,7 @@ def train_and_save(
         fold_bar.set_postfix(auc=f"{info['metrics']['model']['roc_auc']:.3f}")
     fold_bar.close()
 
-    final, holdout_info, holdout_probability = _evaluate_split(
+    final, holdout_info, holdout_probabilities = _evaluate_split(
         features, labels, holdout, config, progress=progress, description="final model epochs"
     )
     fold_curves.append(
@@ -520,7 +526,7 @@ def train_and_save(
             metadata=metadata,
             loss_curves=fold_curves,
             holdout_labels=labels.to_numpy()[holdout.test.start : holdout.test.stop],
-            holdout_probability=holdout_probability,
+            holdout_probabilities=holdout_probabilities,
             plots=plots,
         )
         saved_tag = save_model(
