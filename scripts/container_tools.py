@@ -76,7 +76,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _run(
+def run_command(
     command: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
@@ -176,21 +176,25 @@ class ContainerWorkspace:
 
     def podman(self, *args: str, timeout_s: float = 300, check: bool = True) -> str:
         """Run ``podman ARGS`` in this workspace; return its stdout."""
-        completed = _run(["podman", *args], env=self.configure(), timeout_s=timeout_s, check=check)
+        completed = run_command(
+            ["podman", *args], env=self.configure(), timeout_s=timeout_s, check=check
+        )
         return completed.stdout
 
     def image_exists(self, image: str) -> bool:
-        completed = _run(["podman", "image", "exists", image], env=self.configure(), check=False)
+        completed = run_command(
+            ["podman", "image", "exists", image], env=self.configure(), check=False
+        )
         return completed.returncode == 0
 
     def destroy(self) -> None:
         """Remove every container and image of this workspace, unmount its storage, delete it."""
         if self.root.exists():
             env = self.configure()
-            _run(["podman", "rm", "--all", "--force", "--time", "0"], env=env, check=False)
-            _run(["buildah", "rm", "--all"], env=env, check=False)
-            _run(["podman", "system", "reset", "--force"], env=env, check=False)
-            _run(["umount", "--recursive", "--lazy", str(self.storage_dir)], check=False)
+            run_command(["podman", "rm", "--all", "--force", "--time", "0"], env=env, check=False)
+            run_command(["buildah", "rm", "--all"], env=env, check=False)
+            run_command(["podman", "system", "reset", "--force"], env=env, check=False)
+            run_command(["umount", "--recursive", "--lazy", str(self.storage_dir)], check=False)
             shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -220,7 +224,7 @@ def build_base_rootfs(cache_dir: Path, *, timeout_s: float = 900) -> Path:
         return tarball
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix="rootfs-") as scratch:
         rootfs = Path(scratch) / "rootfs"
-        _run(
+        run_command(
             [
                 "debootstrap",
                 "--variant=minbase",
@@ -235,12 +239,14 @@ def build_base_rootfs(cache_dir: Path, *, timeout_s: float = 900) -> Path:
         target_ca_dir.mkdir(parents=True, exist_ok=True)
         for certificate in _host_ca_certificates():
             (target_ca_dir / certificate.name).write_bytes(certificate.read_bytes())
-        _run(["chroot", str(rootfs), "update-ca-certificates"])
-        _run(["chroot", str(rootfs), "apt-get", "clean"])
+        run_command(["chroot", str(rootfs), "update-ca-certificates"])
+        run_command(["chroot", str(rootfs), "apt-get", "clean"])
         shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
         (rootfs / "usr/local/bin/python").symlink_to("/usr/bin/python3")
         partial = tarball.with_suffix(".partial")
-        _run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."])
+        run_command(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."]
+        )
         partial.rename(tarball)
     return tarball
 
@@ -254,7 +260,7 @@ def import_base_image(
     command = ["podman", "import"]
     for change in changes:
         command += ["--change", change]
-    _run([*command, str(tarball), image], env=workspace.configure(), timeout_s=600)
+    run_command([*command, str(tarball), image], env=workspace.configure(), timeout_s=600)
 
 
 def ensure_base_image(
