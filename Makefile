@@ -10,7 +10,8 @@ BENTOML_CONFIG ?= $(CURDIR)/configuration.yaml
 BENTOML_HOME ?= $(HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run prepare train promote models serve serve-grpc test test-fast lint typecheck clean
+.PHONY: setup run prepare train promote models serve serve-grpc build containerize containerize-check \
+	test test-fast lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,23 @@ serve-grpc: setup  ## gRPC server on GRPC_PORT; Prometheus metrics at http://127
 	BENTOML_CONFIG=$(BENTOML_CONFIG) \
 	PROMETHEUS_MULTIPROC_DIR=$(BENTOML_HOME)/prometheus_multiproc_dir \
 	$(BENTOML) serve-grpc service:svc --port $(GRPC_PORT)
+
+BENTO ?= btcusdt_direction:latest
+
+build: setup  ## bento of the production model (else the newest; MODEL_TAG=... to choose), checked
+	$(PY) -m scripts.build_bento $(if $(MODEL_TAG),--model-tag $(MODEL_TAG))
+
+# With Docker: plain `bentoml containerize`. Without (root + buildah/podman, see README): the same
+# generated Dockerfile built by buildah into .work/containers, FROM a debootstrap'ed stand-in base.
+containerize: setup  ## OCI image of BENTO (default: the newest bento)
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+		BENTOML_CONFIG=$(BENTOML_CONFIG) $(BENTOML) containerize $(BENTO); \
+	else \
+		$(PY) -m scripts.containerize_check --bento $(BENTO) --build-only --keep; \
+	fi
+
+containerize-check: setup  ## image of BENTO run by podman: probes, predict over HTTP + gRPC, non-root
+	$(PY) -m scripts.containerize_check --bento $(BENTO)
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest
