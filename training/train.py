@@ -557,6 +557,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m training.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=f"The model is saved to the BentoML store ($BENTOML_HOME, default ~/bentoml) as "
+        f"{MODEL_NAME}:<version> with stage 'candidate'; list versions with "
+        "`python -m training.promote --list`, promote with `python -m training.promote TAG`.",
     )
     parser.add_argument(
         "--data",
@@ -599,7 +602,7 @@ def _parser() -> argparse.ArgumentParser:
         "--report-dir",
         type=Path,
         default=None,
-        help="where to write the report (default: reports/<model version>/)",
+        help="where to write the report; None means reports/<model version>/",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
