@@ -1,0 +1,159 @@
+"""The batched fast path equals the ``ta`` reference on real candles, flat stretches included.
+
+Reference: :func:`features.indicators.indicator_frame` (``ta``), last row of each window.
+Tolerance: ``rtol=1e-9`` with an absolute floor of ``1e-12`` (feature units) for values near 0.
+On the pinned stack (ta 0.11, pandas 3.1, NumPy 2) the two agree to the last bit; the floor
+leaves room only for a platform whose pandas build fuses multiply-adds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import (
+    FEATURE_NAMES,
+    OHLCV_COLUMNS,
+    WARMUP_BARS,
+    CandleValidationError,
+    compute_window_features,
+    contiguous_segments,
+)
+from features._fast import MIN_BARS, window_features
+from features.indicators import BOLLINGER_WINDOW, indicator_frame
+from training.data import load_bundled_eurusd
+
+RTOL = 1e-9
+ATOL = 1e-12
+WINDOW_LENGTHS = (WARMUP_BARS + 1, 256, 300, 512)
+DOWNTIME_START = pd.Timestamp("2018-02-08 01:00", tz="UTC")
+"""First of 33 flat, zero-volume candles (exchange downtime) in the bundled BTCUSDT data."""
+DOWNTIME_BARS = 33
+
+
+def _reference(windows: np.ndarray) -> np.ndarray:
+    return np.stack(
+        [
+            indicator_frame(pd.DataFrame(w, columns=list(OHLCV_COLUMNS))).iloc[-1].to_numpy()
+            for w in windows
+        ]
+    )
+
+
+def _windows(frame: pd.DataFrame, ends: list[int], n_bars: int) -> np.ndarray:
+    """Windows of ``n_bars`` candles ending at (and including) each row in ``ends``."""
+    values = frame[list(OHLCV_COLUMNS)].to_numpy()
+    return np.stack([values[end + 1 - n_bars : end + 1] for end in ends])
+
+
+def _assert_matches_reference(fast: np.ndarray, reference: np.ndarray) -> None:
+    assert fast.shape == reference.shape
+    for col, name in enumerate(FEATURE_NAMES):
+        np.testing.assert_allclose(
+            fast[:, col], reference[:, col], rtol=RTOL, atol=ATOL, err_msg=name
+        )
+
+
+@pytest.fixture(scope="module")
+def segment(btc_frame) -> pd.DataFrame:
+    """The longest gap-free stretch of the bundled BTCUSDT candles (it holds the downtime)."""
+    return max(contiguous_segments(btc_frame), key=len).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def downtime(segment) -> int:
+    start = int(np.flatnonzero(segment["timestamp"] == DOWNTIME_START)[0])
+    flat = segment.iloc[start : start + DOWNTIME_BARS]
+    assert (flat["high"] == flat["low"]).all() and (flat["volume"] == 0).all()
+    assert flat["close"].nunique() == 1
+    return start
+
+
+@pytest.mark.parametrize("n_bars", WINDOW_LENGTHS)
+def test_fast_path_equals_ta_on_windows_across_the_data(segment, n_bars):
+    ends = np.linspace(n_bars, len(segment) - 1, 10).astype(int).tolist()
+    windows = _windows(segment, ends, n_bars)
+    _assert_matches_reference(window_features(windows), _reference(windows))
+
+
+@pytest.mark.parametrize("n_bars", [WARMUP_BARS + 1, 256])
+def test_fast_path_equals_ta_through_flat_zero_volume_downtime(segment, downtime, n_bars):
+    """Windows ending before, inside (flat at the end, up to fully flat indicator windows) and
+    after the 2018-02-08 downtime."""
+    offsets = (-1, 0, 1, 4, 13, 18, 19, 20, 24, 32, 33, 34, 45, 60, 200)
+    windows = _windows(segment, [downtime + k for k in offsets], n_bars)
+    fast = window_features(windows)
+    _assert_matches_reference(fast, _reference(windows))
+    # Fully flat at the end: the neutral values of the range-based oscillators, on both paths.
+    flat_row = dict(zip(FEATURE_NAMES, fast[offsets.index(32)], strict=True))
+    assert flat_row["stoch_k_14"] == flat_row["stoch_d_14"] == 50.0
+    assert flat_row["williams_r_14"] == -50.0
+    assert flat_row["bb_pband_20"] == 0.5
+    assert flat_row["mfi_14"] == 50.0
+    assert flat_row["obv_flow_24"] == 0.0
+    assert flat_row["ret_1"] == 0.0
+
+
+def test_bollinger_width_replays_pandas_running_variance_on_a_flat_stretch(segment, downtime):
+    """Inside the downtime the last 20 closes are equal, yet ta's width is not 0: pandas' running
+    variance keeps a residue of earlier bars. A fresh variance of the window says ~0 and would
+    miss the reference; the replay matches it."""
+    offsets = range(19, DOWNTIME_BARS)  # the last 20 closes are all equal
+    windows = _windows(segment, [downtime + k for k in offsets], 256)
+    reference = _reference(windows)[:, FEATURE_NAMES.index(f"bb_wband_{BOLLINGER_WINDOW}")]
+    fast = window_features(windows)[:, FEATURE_NAMES.index(f"bb_wband_{BOLLINGER_WINDOW}")]
+    np.testing.assert_allclose(fast, reference, rtol=RTOL, atol=ATOL)
+    closes = windows[:, -BOLLINGER_WINDOW:, OHLCV_COLUMNS.index("close")]
+    fresh = 4 * closes.std(axis=1) / closes.mean(axis=1) * 100
+    assert fresh.max() < 1e-12
+    assert reference.max() > 1e-6
+    assert (reference == 0).any()  # where pandas recomputed the window after the cancellation
+    assert (np.abs(fast - fresh) > 1e-6).any()
+
+
+def test_fast_path_equals_ta_at_another_price_scale():
+    """EURUSD quotes near 1.1 (BTCUSDT: 3,000 to 69,000); windows may span weekend gaps,
+    which the math ignores."""
+    frame = load_bundled_eurusd().frame
+    ends = np.linspace(600, len(frame) - 1, 6).astype(int).tolist()
+    windows = _windows(frame, ends, 300)
+    _assert_matches_reference(window_features(windows), _reference(windows))
+
+
+def test_fast_path_needs_min_bars_which_is_where_every_feature_is_defined(segment):
+    windows = _windows(segment, [5000, 9000], MIN_BARS)
+    fast = window_features(windows)
+    assert np.isfinite(fast).all()
+    _assert_matches_reference(fast, _reference(windows))
+    shorter = windows[:, 1:]
+    assert np.isnan(_reference(shorter)).any()
+    with pytest.raises(ValueError, match=f"at least {MIN_BARS} bars"):
+        window_features(shorter)
+
+
+def test_compute_window_features_uses_the_fast_path_and_can_force_ta(segment):
+    windows = _windows(segment, [3000, 7000, 20000], 256)
+    fast = compute_window_features(windows)
+    np.testing.assert_array_equal(fast, window_features(windows))
+    reference = compute_window_features(windows, engine="ta")
+    np.testing.assert_array_equal(reference, _reference(windows))
+    _assert_matches_reference(fast, reference)
+
+
+def test_a_batch_gives_the_same_rows_as_one_window_at_a_time(segment):
+    windows = _windows(segment, [4000, 4500, 12000, 26000], 256)
+    batch = window_features(windows)
+    one_by_one = np.concatenate([window_features(w[None]) for w in windows])
+    np.testing.assert_array_equal(batch, one_by_one)
+
+
+def test_compute_window_features_rejects_unknown_engine_and_missing_values(segment):
+    windows = _windows(segment, [3000], 256)
+    with pytest.raises(ValueError, match="engine must be 'fast' or 'ta'"):
+        compute_window_features(windows, engine="talib")  # type: ignore[arg-type]
+    broken = windows.copy()
+    broken[0, 100, OHLCV_COLUMNS.index("volume")] = np.nan
+    for engine in ("fast", "ta"):
+        with pytest.raises(CandleValidationError, match="missing or infinite"):
+            compute_window_features(broken, engine=engine)
