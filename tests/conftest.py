@@ -62,3 +62,12 @@ def trained_model(
 def trained_model_tag(trained_model: TrainResult) -> str:
     """Tag (``btcusdt_mlp:<version>``, stage candidate) of the session's small trained model."""
     return trained_model.tag
+
+
+@pytest.fixture(scope="session")
+def built_bento(trained_model_tag: str):
+    """The bento (``scripts.build_bento``) of the session's small model, in this session's store
+    (~15 s). Returns a :class:`scripts.build_bento.BuiltBento`."""
+    from scripts.build_bento import build_bento
+
+    return build_bento(trained_model_tag)
