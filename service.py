@@ -21,7 +21,13 @@ from serving.metrics import service_metrics
 from serving.middleware import ApiMiddleware, RequestIdInterceptor
 from serving.runners import DirectionRunnable, FeatureRunnable, run
 from serving.settings import ENV_PREFIX, ServeSettings
-from serving.windows import parse_indicators, parse_model_info, parse_predict, request_windows
+from serving.windows import (
+    format_timestamp,
+    parse_indicators,
+    parse_model_info,
+    parse_predict,
+    request_windows,
+)
 from training.store import load_model, model_summary
 
 settings = ServeSettings()
@@ -41,9 +47,10 @@ model_runner = bentoml.legacy.Runner(
     runnable_init_params={"model_tag": served.tag},
 )
 svc = bentoml.legacy.Service("btcusdt_direction", runners=[features_runner, model_runner])
+api_paths = ("/predict", "/indicators", "/model_info")
 svc.add_asgi_middleware(
     ApiMiddleware,
-    paths=("/predict", "/indicators", "/model_info"),
+    paths=(*api_paths, "/predict_noop") if settings.benchmark_api else api_paths,
     max_body_bytes=settings.max_body_bytes,
 )
 svc.add_grpc_interceptor(RequestIdInterceptor)
@@ -87,6 +94,30 @@ async def indicators(request: schemas.IndicatorsRequest) -> dict:
     features = await run(features_runner.last_row, [window.ohlcv])
     answers.raise_if_not_finite(features, [window])
     return answers.indicators(served, window, features[0])
+
+
+if settings.benchmark_api:
+
+    @svc.api(
+        input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict),
+        output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
+    )
+    async def predict_noop(request: schemas.Window | schemas.WindowBatch) -> dict:
+        """Benchmark baseline (``BTC_SERVE_BENCHMARK_API``): ``predict``'s parsing and
+        validation, no features, no model (``probability_up`` is always 0.5)."""
+        noop_predictions = [
+            {
+                "probability_up": 0.5,
+                "signal": "flat",
+                "model_tag": served.tag,
+                "timestamp": format_timestamp(w.last_timestamp),
+                "horizon_bars": served.label_horizon,
+            }
+            for w in request_windows(request, **limits)
+        ]
+        if isinstance(request, schemas.WindowBatch):
+            return {"predictions": noop_predictions}
+        return noop_predictions[0]
 
 
 @svc.api(

@@ -21,6 +21,9 @@ class ServeSettings(BaseSettings):
         max_windows: most windows accepted in one batch request.
         max_body_bytes: largest HTTP request body accepted (413 above it).
         log_level: level of the service's JSON logs.
+        benchmark_api: also serve ``predict_noop`` (predict's input parsing and validation, no
+            features, no model), the baseline of ``benchmarks/bench_service.py``; off in
+            production.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
@@ -30,3 +33,4 @@ class ServeSettings(BaseSettings):
     max_windows: int = Field(default=64, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
+    benchmark_api: bool = False
