@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+REFERENCE_FILE = "reference.json"
+"""Name of the reference profile inside a model's directory (written by ``training.train``)."""
 PSI_BINS = 10
 QUANTILES = 200
 PSI_EPSILON = 1e-4

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from features import DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
+from monitoring.drift import REFERENCE_FILE, reference_profile
 from training.data import Candles
 from training.evaluate import (
     BASELINE_NAMES,
@@ -529,10 +530,14 @@ def train_and_save(
             holdout_probabilities=holdout_probabilities,
             plots=plots,
         )
+        reference = Path(scratch) / REFERENCE_FILE  # drift baseline: the final fit's rows
+        train_rows = features.iloc[pre_holdout.start : pre_holdout.stop]
+        profile = reference_profile(train_rows.to_numpy(), list(train_rows.columns))
+        reference.write_text(json.dumps(profile))
         saved_tag = save_model(
             final.model,
             metadata=_plain(metadata),
-            extra_files={f"report/{p.name}": p for p in files},
+            extra_files={REFERENCE_FILE: reference, **{f"report/{p.name}": p for p in files}},
             name=tag,
         )
         target = (
