@@ -6,9 +6,11 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS, Backtest, BacktestResult
+from backtest._service import PredictClient, parity, service_probabilities
 from backtest._signals import (
     check_out_of_sample,
     earliest_out_of_sample_start,
@@ -20,7 +22,7 @@ from backtest._walkforward import (
     DEFAULT_TEST_BARS,
     walk_forward_probabilities,
 )
-from features import TIMESTAMP_COLUMN
+from features import TIMESTAMP_COLUMN, WARMUP_BARS
 from training.data import Candles
 
 if TYPE_CHECKING:
@@ -51,61 +53,114 @@ def backtest_stored_model(
     threshold: float | None = None,
     allow_short: bool = False,
     short_threshold: float | None = None,
+    service: PredictClient | None = None,
+    window_bars: int = WARMUP_BARS + 1,
+    progress: bool = False,
 ) -> BacktestResult:
     """Trade a stored model (``training.store``) over candles after its training period.
 
     Args:
         candles: the candles to trade (earlier history is used only to warm up features).
-        model_tag: ``name:version``; default: the ``production`` version, else the newest.
+        model_tag: ``name:version``; default: the ``production`` version, else the newest (with
+            ``service``: the model the service answers with, which must equal ``model_tag``
+            when both are given).
         start: first traded bar (open time); default and minimum: the first bar whose return
             the model never saw (see :func:`backtest._signals.earliest_out_of_sample_start`).
         end: last traded bar (default: the last candle).
         threshold: long when P(up) >= threshold (default: the model's stored threshold).
+        service: take P(up) from this running service (``client.HttpClient`` or
+            ``client.GrpcClient``) instead of the local model, one ``window_bars`` window per
+            signal bar; if the model is also in the local store, ``details["service_parity"]``
+            compares the two (see :func:`backtest._service.parity`).
+        window_bars: candles per window sent to the service.
 
     Raises:
         OutOfSampleError: ``start`` lies in the model's training period.
         ModelContractError: the model is missing or does not match this code's features.
     """
-    from training.store import load_model
+    from training.store import ModelContractError, load_model
 
     started = time.perf_counter()
-    loaded = load_model(model_tag)
+    loaded = None
+    if service is not None:
+        info = service.model_info()
+        if model_tag and info["model_tag"] != model_tag:
+            raise ModelContractError(
+                f"the service serves {info['model_tag']}, not the requested {model_tag}"
+            )
+        try:
+            loaded = load_model(info["model_tag"])
+        except ModelContractError:
+            loaded = None  # served model not in the local store: no offline comparison
+    else:
+        loaded = load_model(model_tag)
+        info = loaded.metadata | {"model_tag": loaded.tag}
     load_seconds = time.perf_counter() - started
-    horizon = loaded.label_horizon
-    train_range = parse_range(loaded.metadata["train_range"], "train_range")
+    tag = str(info["model_tag"])
+    horizon = int(info["label_horizon"])
+    train_range = parse_range(info["train_range"], "train_range")
     earliest = earliest_out_of_sample_start(train_range[1], horizon)
     first_bar = earliest if start is None else pd.Timestamp(start)
     if first_bar.tzinfo is None:
         raise ValueError(f"start {start!r} has no UTC offset (naive timestamps are rejected)")
     check_out_of_sample(first_bar, train_range=train_range, label_horizon=horizon)
-
-    signals = predict_all(candles.frame, loaded.model.predict_proba)
-    started = time.perf_counter()
-    backtest = Backtest(
-        candles.frame,
-        signals.probability_up,
-        fee_bps=fee_bps,
-        slippage_bps=slippage_bps,
-        threshold=loaded.model.threshold if threshold is None else threshold,
-        allow_short=allow_short,
-        short_threshold=short_threshold,
-    )
+    settings = {
+        "fee_bps": fee_bps,
+        "slippage_bps": slippage_bps,
+        "threshold": float(info["threshold"]) if threshold is None else threshold,
+        "allow_short": allow_short,
+        "short_threshold": short_threshold,
+    }
     details: dict[str, Any] = {
         "mode": "stored_model",
         "label_horizon": horizon,
-        "train_range": list(loaded.metadata["train_range"]),
-        "holdout_range": list(loaded.metadata["holdout_range"]),
+        "train_range": list(info["train_range"]),
+        "holdout_range": list(info["holdout_range"]),
         "earliest_out_of_sample_start": earliest.isoformat(),
-        "model_data_sha256": loaded.metadata.get("data_sha256"),
+        "model_data_sha256": info.get("data_sha256"),
         **_data_details(candles),
     }
-    result = backtest.run(start=first_bar, end=end, model_tag=loaded.tag, details=details)
-    result.details["timings_seconds"] = {
-        "load_model": round(load_seconds, 3),
-        "features": round(signals.feature_seconds, 3),
-        "predict": round(signals.predict_seconds, 3),
-        "simulate_and_stats": round(time.perf_counter() - started, 3),
-    }
+    timings = {"load_model": load_seconds}
+
+    offline = None
+    if loaded is not None:
+        signals = predict_all(candles.frame, loaded.model.predict_proba)
+        offline = signals.probability_up
+        timings.update(features=signals.feature_seconds, predict=signals.predict_seconds)
+    probability = offline
+    if service is not None:
+        probe = Backtest(candles.frame, np.full(len(candles.frame), np.nan), **settings)
+        first_row, last_row = probe.rows(first_bar, end)
+        signal_rows = np.arange(first_row - 1, last_row + 1)  # + the last bar, for the CSV
+        served = service_probabilities(
+            probe.candles, service, rows=signal_rows, window_bars=window_bars, progress=progress
+        )
+        if served.model_tag != tag:
+            raise ModelContractError(f"the service answered with {served.model_tag}, not {tag}")
+        probability = served.probability_up
+        timings["service"] = served.seconds
+        details["predictions"] = (
+            f"served: {served.requests} predict_batch calls of <= 64 windows of {window_bars} "
+            "candles each"
+        )
+        if loaded is not None and offline is not None:
+            details["service_parity"] = parity(
+                probe.candles,
+                served.probability_up,
+                offline,
+                rows=signal_rows,
+                window_bars=window_bars,
+                predict_proba=loaded.model.predict_proba,
+                long_threshold=probe.threshold,
+                short_threshold=probe.short_threshold,
+            )
+    assert probability is not None
+    started = time.perf_counter()
+    result = Backtest(candles.frame, probability, **settings).run(
+        start=first_bar, end=end, model_tag=tag, details=details
+    )
+    timings["simulate_and_stats"] = time.perf_counter() - started
+    result.details["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     return result
 
 

@@ -14,13 +14,16 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS, BacktestResult
 from backtest._engine import EXECUTION
+from backtest._service import PredictClient
 from backtest._signals import OutOfSampleError
 from backtest._walkforward import DEFAULT_MIN_TRAIN_ROWS, DEFAULT_TEST_BARS
-from features import CandleValidationError
+from features import WARMUP_BARS, CandleValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = REPO_ROOT / "reports" / "backtest"
@@ -31,7 +34,6 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m backtest.run",
         description=__doc__.split("\n\n")[0],
         epilog=f"Execution: {EXECUTION}",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -62,13 +64,16 @@ def _parser() -> argparse.ArgumentParser:
         "--end", default=None, help="open time of the last traded bar (default: the last candle)"
     )
     parser.add_argument(
-        "--fee-bps", type=float, default=DEFAULT_FEE_BPS, help="fee per position change, bps"
+        "--fee-bps",
+        type=float,
+        default=DEFAULT_FEE_BPS,
+        help="fee per position change, bps (default: %(default)s)",
     )
     parser.add_argument(
         "--slippage-bps",
         type=float,
         default=DEFAULT_SLIPPAGE_BPS,
-        help="slippage per position change, bps",
+        help="slippage per position change, bps (default: %(default)s)",
     )
     parser.add_argument(
         "--threshold",
@@ -86,15 +91,39 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="with --allow-short: short when P(up) < this (default: 1 - threshold)",
     )
+    served = parser.add_argument_group(
+        "through a running service (stored-model mode; proves the served model trades like the "
+        "offline one)"
+    )
+    transport = served.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--service-url",
+        default=None,
+        metavar="URL",
+        help="HTTP service, e.g. http://127.0.0.1:3000",
+    )
+    transport.add_argument(
+        "--grpc", default=None, metavar="HOST:PORT", help="gRPC service, e.g. 127.0.0.1:3010"
+    )
+    served.add_argument(
+        "--window-bars",
+        type=int,
+        default=WARMUP_BARS + 1,
+        help="candles per window sent to the service (default: warm-up + 1 = %(default)s)",
+    )
     walk = parser.add_argument_group("walk-forward")
     walk.add_argument(
-        "--test-bars", type=int, default=DEFAULT_TEST_BARS, help="traded bars per retrain"
+        "--test-bars",
+        type=int,
+        default=DEFAULT_TEST_BARS,
+        help="traded bars per retrain (default: %(default)s = 90 days)",
     )
     walk.add_argument(
         "--min-train-rows",
         type=int,
         default=DEFAULT_MIN_TRAIN_ROWS,
-        help="labelled rows the first window is fit on (sets the first traded bar)",
+        help="labelled rows the first window is fit on, sets the first traded bar "
+        "(default: %(default)s = 1 year)",
     )
     walk.add_argument(
         "--max-train-rows",
@@ -102,13 +131,31 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="sliding training window of this many rows (default: expanding)",
     )
-    walk.add_argument("--label-horizon", type=int, default=1, help="bars ahead the label looks")
-    walk.add_argument("--max-epochs", type=int, default=20, help="maximum epochs per retrain")
-    walk.add_argument("--patience", type=int, default=3, help="early-stopping patience")
     walk.add_argument(
-        "--hidden-sizes", type=int, nargs="+", default=[64, 32], help="MLP hidden layer widths"
+        "--label-horizon",
+        type=int,
+        default=1,
+        help="bars ahead the label looks (default: %(default)s)",
     )
-    walk.add_argument("--seed", type=int, default=0, help="random seed of every retrain")
+    walk.add_argument(
+        "--max-epochs",
+        type=int,
+        default=20,
+        help="maximum epochs per retrain (default: %(default)s)",
+    )
+    walk.add_argument(
+        "--patience", type=int, default=3, help="early-stopping patience (default: %(default)s)"
+    )
+    walk.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs="+",
+        default=[64, 32],
+        help="MLP hidden layer widths (default: %(default)s)",
+    )
+    walk.add_argument(
+        "--seed", type=int, default=0, help="random seed of every retrain (default: %(default)s)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -118,6 +165,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+@contextmanager
+def _service_client(args: argparse.Namespace) -> Iterator[PredictClient | None]:
+    if args.service_url is None and args.grpc is None:
+        yield None
+        return
+    from client import GrpcClient, HttpClient
+
+    client = HttpClient(args.service_url) if args.service_url else GrpcClient(args.grpc)
+    with client:
+        yield client
 
 
 def _run(args: argparse.Namespace) -> tuple[BacktestResult, Path]:
@@ -156,20 +215,27 @@ def _run(args: argparse.Namespace) -> tuple[BacktestResult, Path]:
         )
         default_dir = DEFAULT_OUT_DIR / "walk-forward"
     else:
-        result = backtest_stored_model(
-            candles,
-            model_tag=args.model,
-            start=args.start,
-            end=args.end,
-            threshold=args.threshold,
-            **costs,
-        )
+        with _service_client(args) as service:
+            result = backtest_stored_model(
+                candles,
+                model_tag=args.model,
+                start=args.start,
+                end=args.end,
+                threshold=args.threshold,
+                service=service,
+                window_bars=args.window_bars,
+                progress=not args.quiet,
+                **costs,
+            )
         default_dir = DEFAULT_OUT_DIR / str(result.model_tag).replace(":", "-")
     return result, args.out if args.out is not None else default_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.walk_forward and (args.service_url or args.grpc):
+        parser.error("--service-url/--grpc apply to the stored-model mode, not --walk-forward")
     from training.store import ModelContractError
 
     started = time.perf_counter()
@@ -189,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     print(result.table())
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in result.details["timings_seconds"].items())
     print(f"done in {elapsed:.1f} s ({timings})")
+    if "service_parity" in result.details:
+        print("service parity:", json.dumps(result.details["service_parity"]))
     print(json.dumps({name: str(path) for name, path in paths.items()}))
     return 0
 
