@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from importlib.metadata import version
 
 import numpy as np
@@ -75,12 +76,13 @@ def main(argv: list[str] | None = None) -> None:
         reference = compute_window_features(windows, engine="ta")
         fast = compute_window_features(windows)
         identical = np.mean(fast == reference)
-        per_call = _sample_s(lambda w=windows: compute_window_features(w), 3)
-        fast_calls = max(1, int(MIN_SAMPLE_S / per_call))
+        run_ta = partial(compute_window_features, windows, engine="ta")
+        run_fast = partial(compute_window_features, windows)
+        fast_calls = max(1, int(MIN_SAMPLE_S / _sample_s(run_fast, 3)))
         ta_s, fast_s = [], []
         for _ in range(args.repeats):
-            ta_s.append(_sample_s(lambda w=windows: compute_window_features(w, engine="ta"), 1))
-            fast_s.append(_sample_s(lambda w=windows: compute_window_features(w), fast_calls))
+            ta_s.append(_sample_s(run_ta, 1))
+            fast_s.append(_sample_s(run_fast, fast_calls))
         ta_rate = batch / statistics.median(ta_s)
         fast_rate = batch / statistics.median(fast_s)
         speedups[batch] = fast_rate / ta_rate
