@@ -14,8 +14,9 @@ agree to the last bit on real candles, flat (downtime) stretches included:
   compensations, removes first) with its rules for all-equal windows and for the sign.
 - ``rolling(n).std(ddof=0)`` is pandas' running Welford variance with Kahan compensation and
   its recompute after catastrophic cancellation. It must be replayed from the window's first
-  bar: on a flat stretch it keeps a residue of earlier volatility (``bb_wband_20`` is about
-  1e-5, not 0, during the 2018-02-08 downtime), which a fresh two-pass variance would not show.
+  bar: on a flat stretch it keeps a residue of earlier volatility (``bb_wband_20`` is 4e-6 to
+  9e-6, not 0, during the 2018-02-08 downtime, depending on where the window starts), which a
+  fresh two-pass variance would not show.
 - NumPy reductions that ``ta`` runs per window (``rolling.apply`` bodies, ``Series.sum`` and
   ``mean`` seeds) are the same NumPy reductions over contiguous ``(windows, n)`` rows.
 - ``ta``'s Python loops (ATR, ADX) are replayed with their seeds and update expressions.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.candles import OHLCV_COLUMNS
 from features.indicators import (
     ADX_WINDOW,
     ATR_WINDOW,
@@ -76,7 +78,7 @@ def window_features(windows: np.ndarray) -> np.ndarray:
         for finiteness (as the reference, a 0/0 gives NaN).
     """
     windows = np.asarray(windows, dtype=np.float64)
-    if windows.ndim != 3 or windows.shape[2] != 5:
+    if windows.ndim != 3 or windows.shape[2] != len(OHLCV_COLUMNS):
         raise ValueError(f"windows must have shape (n, bars, 5), got {windows.shape}")
     if windows.shape[1] < MIN_BARS:
         raise ValueError(f"the fast path needs at least {MIN_BARS} bars, got {windows.shape[1]}")
