@@ -34,6 +34,8 @@ def free_port() -> int:
 def server_env(bentoml_home: str, model_tag: str, overrides: dict | None = None) -> dict[str, str]:
     """Environment of a server process: the test store, the model, the shipped configuration."""
     merged = json.loads(json.dumps(TEST_CONFIG_OVERRIDES))
+    # The prediction log (bentoml.monitor) goes to the server's home, not the working directory.
+    merged["monitoring"] = {"options": {"log_path": str(Path(bentoml_home) / "prediction_logs")}}
     for key, value in (overrides or {}).items():
         merged[key] = {**merged.get(key, {}), **value}
     return {
