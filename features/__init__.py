@@ -25,7 +25,6 @@ from features.candles import (
     OHLCV_COLUMNS,
     TIMESTAMP_COLUMN,
     CandleValidationError,
-    find_gaps,
     validate_candles,
 )
 from features.indicators import FEATURE_NAMES, indicator_frame
@@ -108,15 +107,17 @@ def compute_features_segmented(
     Indicators never run across a hole in the data, so a feature never mixes bars that are
     further apart in time than its definition says.
     """
-    pieces = [compute_features(seg, warmup_bars=warmup_bars) for seg in contiguous_segments(candles)]
-    pieces = [p for p in pieces if len(p)]
+    pieces = [
+        compute_features(seg, warmup_bars=warmup_bars) for seg in contiguous_segments(candles)
+    ]
+    pieces = [piece for piece in pieces if len(piece)]
     if not pieces:
         return pd.DataFrame(columns=list(FEATURE_NAMES), index=pd.DatetimeIndex([], tz="UTC"))
     return pd.concat(pieces)
 
 
 def make_labels(candles: pd.DataFrame, horizon: int = DEFAULT_LABEL_HORIZON) -> pd.Series:
-    """Direction target: 1.0 if the close ``horizon`` bars later is above this bar's close, else 0.0.
+    """Direction target: 1.0 if the close ``horizon`` bars later is above this bar's close, else 0.
 
     A tie counts as not up. The last ``horizon`` rows, and rows whose target bar lies across a
     gap (not exactly ``horizon`` intervals later), are NaN: no label is invented.

@@ -65,25 +65,16 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 
 def _adx(high: pd.Series, low: pd.Series, close: pd.Series) -> pd.DataFrame:
-    """ADX, +DI and -DI from ``ta``, with its last-row defect worked around.
-
-    ``ta`` 0.11 stops its Wilder-smoothing loops one element short, so the newest bar of
-    ADX/+DI/-DI is computed from zeros. Serving reads exactly that bar, so the series is
-    extended by one copy of the last candle, and that extra row is dropped. Values at real
-    rows depend only on candles up to them (the loops run forward), so this adds no lookahead;
-    the truncation test in ``tests/test_features.py`` proves it.
-    """
-    pad = lambda s: pd.concat([s, s.iloc[-1:]], ignore_index=True)  # noqa: E731
-    adx = ADXIndicator(pad(high), pad(low), pad(close), window=ADX_WINDOW)
+    """ADX, +DI and -DI from ``ta``; its warm-up rows (written as 0) are marked missing."""
+    adx = ADXIndicator(high, low, close, window=ADX_WINDOW)
     frame = pd.DataFrame(
         {
-            f"adx_{ADX_WINDOW}": adx.adx().to_numpy()[:-1],
-            f"adx_pos_{ADX_WINDOW}": adx.adx_pos().to_numpy()[:-1],
-            f"adx_neg_{ADX_WINDOW}": adx.adx_neg().to_numpy()[:-1],
+            f"adx_{ADX_WINDOW}": adx.adx(),
+            f"adx_pos_{ADX_WINDOW}": adx.adx_pos(),
+            f"adx_neg_{ADX_WINDOW}": adx.adx_neg(),
         },
         index=close.index,
     )
-    # ta writes 0 (not NaN) into ADX warm-up rows; mark them missing so nothing mistakes them.
     frame.iloc[: 2 * ADX_WINDOW - 1] = np.nan
     return frame
 
