@@ -104,13 +104,14 @@ def backtest_stored_model(
     if first_bar.tzinfo is None:
         raise ValueError(f"start {start!r} has no UTC offset (naive timestamps are rejected)")
     check_out_of_sample(first_bar, train_range=train_range, label_horizon=horizon)
-    settings = {
-        "fee_bps": fee_bps,
-        "slippage_bps": slippage_bps,
-        "threshold": float(info["threshold"]) if threshold is None else threshold,
-        "allow_short": allow_short,
-        "short_threshold": short_threshold,
-    }
+    make_backtest = partial(
+        Backtest,
+        fee_bps=fee_bps,
+        slippage_bps=slippage_bps,
+        threshold=float(info["threshold"]) if threshold is None else threshold,
+        allow_short=allow_short,
+        short_threshold=short_threshold,
+    )
     details: dict[str, Any] = {
         "mode": "stored_model",
         "label_horizon": horizon,
@@ -129,7 +130,7 @@ def backtest_stored_model(
         timings.update(features=signals.feature_seconds, predict=signals.predict_seconds)
     probability = offline
     if service is not None:
-        probe = Backtest(candles.frame, np.full(len(candles.frame), np.nan), **settings)
+        probe = make_backtest(candles.frame, np.full(len(candles.frame), np.nan))
         first_row, last_row = probe.rows(first_bar, end)
         signal_rows = np.arange(first_row - 1, last_row + 1)  # + the last bar, for the CSV
         served = service_probabilities(
@@ -156,7 +157,7 @@ def backtest_stored_model(
             )
     assert probability is not None
     started = time.perf_counter()
-    result = Backtest(candles.frame, probability, **settings).run(
+    result = make_backtest(candles.frame, probability).run(
         start=first_bar, end=end, model_tag=tag, details=details
     )
     timings["simulate_and_stats"] = time.perf_counter() - started
