@@ -1,0 +1,317 @@
+"""Start a real ``bentoml serve`` / ``serve-grpc`` on loopback for a load test or a benchmark,
+watch its memory and read its batching metrics.
+
+Each server gets its own ``BENTOML_HOME`` (a ``models`` link to the given store): BentoML keeps
+a server's Prometheus files in its home and wipes them at start-up, so a server sharing a home
+with another would reset that one's ``/metrics`` (README, "Serving").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from client import GrpcClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIGURATION = REPO_ROOT / "configuration.yaml"
+LOOPBACK = "127.0.0.1"
+
+Protocol = Literal["http", "grpc"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def default_bentoml_home() -> Path:
+    """``$BENTOML_HOME``, else BentoML's default ``~/bentoml``."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+
+
+@dataclass
+class Server:
+    """A running server.
+
+    Attributes:
+        protocol: ``http`` or ``grpc``.
+        address: ``http://127.0.0.1:<port>`` (HTTP) or ``127.0.0.1:<port>`` (gRPC).
+        metrics_url: its Prometheus endpoint.
+        process: the ``bentoml`` process (the leader of the server's process group).
+        log_path: where its output goes.
+    """
+
+    protocol: Protocol
+    address: str
+    metrics_url: str
+    process: subprocess.Popen
+    log_path: Path
+    memory: RssWatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.memory = RssWatcher(self.process.pid)
+
+    def is_ready(self) -> bool:
+        if self.protocol == "grpc":
+            with GrpcClient(self.address) as probe:
+                return probe.is_ready()
+        try:
+            return httpx.get(f"{self.address}/readyz", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def metrics(self) -> str:
+        """The Prometheus text of ``metrics_url``."""
+        response = httpx.get(self.metrics_url, timeout=10.0)
+        response.raise_for_status()
+        return response.text
+
+
+@contextmanager
+def serve(
+    protocol: Protocol,
+    *,
+    work_dir: Path,
+    bentoml_home: Path | None = None,
+    model_tag: str | None = None,
+    config: Path = CONFIGURATION,
+    config_overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    api_workers: int | None = None,
+    start_timeout_s: float = 240.0,
+) -> Iterator[Server]:
+    """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service:svc``
+    on a free loopback port until the block ends, then stop its whole process group.
+
+    Args:
+        protocol: which server.
+        work_dir: holds the server's own ``BENTOML_HOME`` and its log.
+        bentoml_home: the home whose model store is served (default :func:`default_bentoml_home`).
+        model_tag: ``BTC_SERVE_MODEL_TAG`` (default: the service's choice: production, else the
+            newest).
+        config: the BentoML configuration (``BENTOML_CONFIG``).
+        config_overrides: ``BENTOML_CONFIG_OVERRIDES`` (nested keys, e.g. runner batching).
+        env: more environment variables for the server (e.g. ``BTC_SERVE_BENCHMARK_API``).
+        api_workers: ``--api-workers`` (default: BentoML's, one per CPU).
+        start_timeout_s: how long to wait for readiness before giving up.
+
+    Raises:
+        FileNotFoundError: the store has no models.
+        RuntimeError: the server exited or was not ready in time (with its log's tail).
+    """
+    store = (bentoml_home or default_bentoml_home()) / "models"
+    if not store.is_dir():
+        raise FileNotFoundError(
+            f"no model store at {store}: train a model first (python -m training.train) "
+            "or set BENTOML_HOME"
+        )
+    home = work_dir / f"{protocol}-home"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(store.resolve(), target_is_directory=True)
+    port, metrics_port = free_port(), free_port()
+    overrides: dict[str, Any] = json.loads(json.dumps(config_overrides or {}))
+    if protocol == "grpc":
+        overrides.setdefault("api_server", {}).setdefault("grpc", {}).setdefault("metrics", {})
+        overrides["api_server"]["grpc"]["metrics"]["port"] = metrics_port
+    server_env = {
+        **os.environ,
+        **(env or {}),
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "BENTOML_CONFIG": str(config),
+        "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
+        # BentoML 1.4.39 starts serve-grpc's metrics server without it (it then answers 500).
+        "PROMETHEUS_MULTIPROC_DIR": str(home / "prometheus_multiproc_dir"),
+    }
+    if model_tag:
+        server_env["BTC_SERVE_MODEL_TAG"] = model_tag
+    command = "serve-grpc" if protocol == "grpc" else "serve"
+    args = [command, "service:svc", "--host", LOOPBACK, "--port", str(port)]
+    if api_workers:
+        args += ["--api-workers", str(api_workers)]
+    log_path = work_dir / f"{protocol}-server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", *args],
+            cwd=REPO_ROOT,
+            env=server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    if protocol == "grpc":
+        address, metrics_url = f"{LOOPBACK}:{port}", f"http://{LOOPBACK}:{metrics_port}/"
+    else:
+        address = f"http://{LOOPBACK}:{port}"
+        metrics_url = f"{address}/metrics"
+    server = Server(protocol, address, metrics_url, process, log_path)
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while not server.is_ready():
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited ({process.returncode}):\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready in {start_timeout_s}s:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        with server.memory:
+            yield server
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path, n_chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-n_chars:]
+
+
+def process_role(process: psutil.Process) -> str:
+    """``api_server``, ``runner:<name>`` or ``supervisor`` (the ``bentoml`` process itself)."""
+    try:
+        command = process.cmdline()
+    except psutil.Error:
+        return "gone"
+    if "--runner-name" in command:
+        return f"runner:{command[command.index('--runner-name') + 1]}"
+    if any("api_server" in part for part in command):
+        return "api_server"
+    return "supervisor"
+
+
+class RssWatcher:
+    """Samples the resident memory of a process and all its descendants in a thread.
+
+    Attributes:
+        peak_total_bytes: highest sum of RSS over the process tree at one sample.
+        peak_by_role: highest RSS of any one process, per :func:`process_role`.
+    """
+
+    def __init__(self, root_pid: int, interval_s: float = 0.25):
+        self.root_pid = root_pid
+        self.interval_s = interval_s
+        self.peak_total_bytes = 0
+        self.peak_by_role: dict[str, int] = {}
+        self.processes_seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> int:
+        """Sample now; the tree's total RSS."""
+        try:
+            root = psutil.Process(self.root_pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for process in tree:
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:
+                continue
+            total += rss
+            role = process_role(process)
+            self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), rss)
+        self.processes_seen = max(self.processes_seen, len(tree))
+        self.peak_total_bytes = max(self.peak_total_bytes, total)
+        return total
+
+    def reset(self) -> None:
+        """Forget the peaks so far (e.g. after start-up, to measure under load only)."""
+        self.peak_total_bytes = 0
+        self.peak_by_role = {}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def __enter__(self) -> RssWatcher:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict[str, float]:
+        """Peaks in MiB: ``total`` and one entry per process role."""
+        mib = 1024 * 1024
+        return {
+            "total": round(self.peak_total_bytes / mib, 1),
+            **{role: round(rss / mib, 1) for role, rss in sorted(self.peak_by_role.items())},
+        }
+
+
+@dataclass(frozen=True)
+class BatchSizes:
+    """BentoML's ``bentoml_runner_adaptive_batch_size`` histogram of one runner method.
+
+    Attributes:
+        batches: runner calls.
+        items: requests (windows, rows) carried by them.
+        batches_of_one: calls that carried a single item.
+    """
+
+    batches: float
+    items: float
+    batches_of_one: float
+
+    @property
+    def mean(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+    def __sub__(self, earlier: BatchSizes) -> BatchSizes:
+        return BatchSizes(
+            self.batches - earlier.batches,
+            self.items - earlier.items,
+            self.batches_of_one - earlier.batches_of_one,
+        )
+
+
+def batch_sizes(metrics_text: str) -> dict[str, BatchSizes]:
+    """Per ``<runner>.<method>``, the adaptive batch size histogram summed over workers."""
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "bentoml_runner_adaptive_batch_size":
+            continue
+        for sample in family.samples:
+            key = f"{sample.labels.get('runner_name')}.{sample.labels.get('method_name')}"
+            entry = totals.setdefault(key, [0.0, 0.0, 0.0])
+            if sample.name.endswith("_count"):
+                entry[0] += sample.value
+            elif sample.name.endswith("_sum"):
+                entry[1] += sample.value
+            elif sample.name.endswith("_bucket") and sample.labels.get("le") == "1.0":
+                entry[2] += sample.value
+    return {key: BatchSizes(*values) for key, values in totals.items()}
