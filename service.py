@@ -19,6 +19,7 @@ from serving.io import ValidatedJSON
 from serving.logs import configure_logging, log_event
 from serving.metrics import service_metrics
 from serving.middleware import ApiMiddleware, RequestIdInterceptor
+from serving.monitor import PredictionMonitor
 from serving.runners import DirectionRunnable, FeatureRunnable, run
 from serving.settings import ENV_PREFIX, ServeSettings
 from serving.windows import (
@@ -38,6 +39,7 @@ limits = {
     "max_candles": settings.max_candles,
     "max_windows": settings.max_windows,
 }
+monitor = PredictionMonitor(served, settings)  # prediction log + drift gauges (serving/monitor.py)
 
 features_runner = bentoml.legacy.Runner(FeatureRunnable, name="features")
 model_runner = bentoml.legacy.Runner(
@@ -60,6 +62,7 @@ svc.add_grpc_interceptor(RequestIdInterceptor)
 def _started(_context: object) -> None:
     configure_logging(settings.log_level)
     service_metrics().model_info.labels(served.tag, served.stage, FEATURE_SET_VERSION).set(1)
+    monitor.start()
     log_event("started", model_tag=served.tag, stage=served.stage)
 
 
@@ -74,6 +77,7 @@ async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
     answers.raise_if_not_finite(features, windows)
     probabilities = await run(model_runner.predict_proba, features)
     predictions = answers.predictions(served, windows, probabilities)
+    monitor.record(features, predictions)
     log_event("predict", signals=[p["signal"] for p in predictions])
     if isinstance(request, schemas.WindowBatch):
         return {"predictions": predictions}

@@ -24,6 +24,9 @@ class ServiceMetrics:
     rejections: Any
     feature_seconds: Any
     model_info: Any
+    feature_psi: Any
+    feature_ks: Any
+    drift_rows: Any
 
 
 @functools.cache
@@ -59,5 +62,25 @@ def service_metrics() -> ServiceMetrics:
             "The served model (always 1; the labels carry the version).",
             ["model_tag", "stage", "feature_set_version"],
             multiprocess_mode="max",
+        ),
+        # Drift gauges are set by one API worker from its own window of recent requests; with
+        # several workers the most recent value of a live worker is exported.
+        feature_psi=prom.Gauge(
+            "btcusdt_feature_drift_psi",
+            "PSI of each feature's recent values against the model's training reference.",
+            ["feature", "model_tag"],
+            multiprocess_mode="livemostrecent",
+        ),
+        feature_ks=prom.Gauge(
+            "btcusdt_feature_drift_ks",
+            "Two-sample KS statistic of each feature's recent values against the reference.",
+            ["feature", "model_tag"],
+            multiprocess_mode="livemostrecent",
+        ),
+        drift_rows=prom.Gauge(
+            "btcusdt_feature_drift_window_rows",
+            "Recent feature rows the drift gauges were computed from.",
+            ["model_tag"],
+            multiprocess_mode="livemostrecent",
         ),
     )

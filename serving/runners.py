@@ -17,9 +17,9 @@ from typing import Any
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import RemoteException, ServiceUnavailable
 
 from features import FEATURE_NAMES, CandleValidationError, compute_features, compute_window_features
+from serving.guard import runner_guard
 from serving.metrics import service_metrics
 from training.store import load_model
 
@@ -96,10 +96,5 @@ class DirectionRunnable(bentoml.legacy.Runnable):
 
 async def run(method: Any, *args: Any) -> Any:
     """``await method.async_run(*args)``; a runner that cannot be reached (still loading the
-    model, or restarting) is a 503, not a 500."""
-    try:
-        return await method.async_run(*args)
-    except RemoteException as exc:
-        if "Failed to connect" in str(exc):
-            raise ServiceUnavailable("the model runners are not available yet") from exc
-        raise
+    model, killed, restarting) is a prompt 503, not a 500 or a hang (:mod:`serving.guard`)."""
+    return await runner_guard(method.runner).call(method, *args)

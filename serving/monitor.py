@@ -1,0 +1,155 @@
+"""Monitoring inside the service: the prediction log and the live data-drift gauges.
+
+Prediction log: every answered prediction (the window's features, ``probability_up``,
+``signal``, ``model_tag``, ``horizon_bars`` and the last candle's open time as
+``candle_timestamp``) is recorded with BentoML's monitoring API (``bentoml.monitor``). With the
+``default`` monitor type of BentoML 1.4.39 this is one JSON object per line in
+``<monitoring.options.log_path>/btcusdt_predictions/data/data.<worker>.log``, rotated every
+24 hours (``TimedRotatingFileHandler(when="D")``, old files kept as ``data.<worker>.log.<date>``),
+plus the column schema in ``.../schema/``. ``monitoring.enabled: false`` turns it off.
+``python -m monitoring.drift`` and ``python -m monitoring.outcomes`` read these files.
+
+Live drift: each API worker keeps the features of its newest ``drift_window`` predictions and,
+every ``drift_every`` predictions, recomputes PSI and KS of each feature against the model's
+``reference.json`` (``monitoring.drift``) in a background thread, off the request path. A model
+saved without ``reference.json`` is served without drift gauges (and a warning in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from features import FEATURE_NAMES
+from monitoring.drift import REFERENCE_FILE, drift_table
+from serving.logs import log_event
+from serving.metrics import service_metrics
+from serving.settings import ServeSettings
+from training.store import LoadedModel
+
+MONITOR_NAME = "btcusdt_predictions"
+"""The ``bentoml.monitor`` name: the folder of the prediction log under the log path."""
+CANDLE_TIMESTAMP = "candle_timestamp"
+"""Column of the last input candle's open time (``timestamp`` is BentoML's own log time)."""
+
+
+def load_reference(tag: str) -> dict[str, Any] | None:
+    """The model's reference profile, or None (with a warning) if it was saved without one."""
+    path = Path(bentoml.models.get(tag).path) / REFERENCE_FILE
+    if not path.is_file():
+        log_event(
+            "drift_gauges_off",
+            level=logging.WARNING,
+            model_tag=tag,
+            reason=f"the model has no {REFERENCE_FILE} (saved before drift monitoring); "
+            "retrain it to get drift gauges",
+        )
+        return None
+    return json.loads(path.read_text())
+
+
+class LiveDrift:
+    """The newest ``window_rows`` feature rows (a ring buffer) and the drift gauges over them."""
+
+    def __init__(
+        self,
+        profile: dict[str, Any],
+        *,
+        model_tag: str,
+        window_rows: int,
+        every: int,
+        min_rows: int,
+    ):
+        self.profile = profile
+        self.model_tag = model_tag
+        self.every = every
+        self.min_rows = min(min_rows, window_rows)
+        self._rows = np.empty((window_rows, len(FEATURE_NAMES)))
+        self._next = 0
+        self._filled = 0
+        self._since_export = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift")
+        self._pending: Future[None] | None = None
+
+    def observe(self, features: np.ndarray) -> None:
+        """Add rows; schedule a recomputation when due (never more than one at a time)."""
+        capacity = len(self._rows)
+        for row in features[-capacity:]:
+            self._rows[self._next] = row
+            self._next = (self._next + 1) % capacity
+        self._filled = min(self._filled + len(features), capacity)
+        self._since_export += len(features)
+        busy = self._pending is not None and not self._pending.done()
+        if self._filled >= self.min_rows and self._since_export >= self.every and not busy:
+            self._since_export = 0
+            self._pending = self._executor.submit(self.export, self._rows[: self._filled].copy())
+
+    def export(self, rows: np.ndarray) -> None:
+        """Set the PSI and KS gauges of every feature from ``rows``."""
+        metrics = service_metrics()
+        table = drift_table(self.profile, rows, FEATURE_NAMES)
+        for name, entry in table.items():
+            metrics.feature_psi.labels(feature=name, model_tag=self.model_tag).set(entry["psi"])
+            metrics.feature_ks.labels(feature=name, model_tag=self.model_tag).set(entry["ks"])
+        metrics.drift_rows.labels(model_tag=self.model_tag).set(len(rows))
+
+    def wait(self) -> None:
+        """Block until a scheduled recomputation has finished (for tests and shutdown)."""
+        if self._pending is not None:
+            self._pending.result()
+
+
+class PredictionMonitor:
+    """The service's monitoring: :meth:`start` once per worker, :meth:`record` per answer."""
+
+    def __init__(self, served: LoadedModel, settings: ServeSettings):
+        self.served = served
+        self.settings = settings
+        self.drift: LiveDrift | None = None
+        self._log_failed = False
+
+    def start(self) -> None:
+        """Load the model's reference profile (if it has one) for the drift gauges."""
+        profile = load_reference(self.served.tag)
+        if profile is not None:
+            self.drift = LiveDrift(
+                profile,
+                model_tag=self.served.tag,
+                window_rows=self.settings.drift_window,
+                every=self.settings.drift_every,
+                min_rows=self.settings.drift_min_rows,
+            )
+
+    def record(self, features: np.ndarray, answers: list[dict[str, Any]]) -> None:
+        """Log the predictions and feed the drift window; never fails the request."""
+        try:
+            log_predictions(features, answers)
+        except Exception as exc:  # a full disk must not turn answers into errors
+            if not self._log_failed:
+                log_event("prediction_log_failed", level=logging.ERROR, error=repr(exc))
+            self._log_failed = True
+        if self.drift is not None:
+            self.drift.observe(features)
+
+
+def log_predictions(features: np.ndarray, answers: list[dict[str, Any]]) -> None:
+    """One prediction-log record per answer (``bentoml.monitor``; a no-op when disabled)."""
+    with bentoml.monitor(MONITOR_NAME) as monitor:
+        for j, name in enumerate(FEATURE_NAMES):
+            monitor.log_batch(features[:, j].tolist(), name, "feature", "numerical")
+        columns = (
+            (CANDLE_TIMESTAMP, "feature", "categorical"),
+            ("probability_up", "prediction", "numerical"),
+            ("signal", "prediction", "categorical"),
+            ("model_tag", "prediction", "categorical"),
+            ("horizon_bars", "prediction", "numerical"),
+        )
+        for name, role, data_type in columns:
+            key = "timestamp" if name == CANDLE_TIMESTAMP else name
+            monitor.log_batch([a[key] for a in answers], name, role, data_type)
