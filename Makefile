@@ -10,8 +10,8 @@ BENTOML_CONFIG ?= $(CURDIR)/configuration.yaml
 BENTOML_HOME ?= $(HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run prepare train promote models serve serve-grpc build containerize containerize-check \
-	test test-fast lint typecheck clean
+.PHONY: setup run prepare train promote models backtest serve serve-grpc build containerize \
+	containerize-check test test-fast lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ promote: setup  ## promote TAG=btcusdt_mlp:<version> to production (refused if i
 
 models: setup  ## list model versions with stage and holdout metrics
 	$(PY) -m training.promote --list
+
+backtest: setup  ## out-of-sample backtest of the production/newest model (BACKTEST_ARGS="--walk-forward ...")
+	$(PY) -m backtest.run $(BACKTEST_ARGS)
 
 serve: setup  ## HTTP server on HTTP_PORT (model: BTC_SERVE_MODEL_TAG, else production, else newest)
 	BENTOML_CONFIG=$(BENTOML_CONFIG) $(BENTOML) serve service:svc --port $(HTTP_PORT)
