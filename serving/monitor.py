@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +76,39 @@ class LiveDrift:
         self._filled = 0
         self._since_export = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift")
-        self._pending: Future[None] | None = None
+        self._lock = threading.Lock()
+        self._snapshot: np.ndarray | None = None
+        self._exporting = False
 
     def observe(self, features: np.ndarray) -> None:
-        """Add rows; schedule a recomputation when due (never more than one at a time)."""
+        """Add rows; when due, hand a snapshot to the background export (one export runs at a
+        time; a snapshot taken while it runs replaces any older one still waiting)."""
         capacity = len(self._rows)
         for row in features[-capacity:]:
             self._rows[self._next] = row
             self._next = (self._next + 1) % capacity
         self._filled = min(self._filled + len(features), capacity)
         self._since_export += len(features)
-        busy = self._pending is not None and not self._pending.done()
-        if self._filled >= self.min_rows and self._since_export >= self.every and not busy:
-            self._since_export = 0
-            self._pending = self._executor.submit(self.export, self._rows[: self._filled].copy())
+        if self._filled < self.min_rows or self._since_export < self.every:
+            return
+        self._since_export = 0
+        with self._lock:
+            self._snapshot = self._rows[: self._filled].copy()
+            if not self._exporting:
+                self._exporting = True
+                self._executor.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                rows, self._snapshot = self._snapshot, None
+                if rows is None:
+                    self._exporting = False
+                    return
+            try:
+                self.export(rows)
+            except Exception as exc:  # keep exporting later snapshots
+                log_event("drift_export_failed", level=logging.ERROR, error=repr(exc))
 
     def export(self, rows: np.ndarray) -> None:
         """Set the PSI and KS gauges of every feature from ``rows``."""
@@ -98,11 +118,6 @@ class LiveDrift:
             metrics.feature_psi.labels(feature=name, model_tag=self.model_tag).set(entry["psi"])
             metrics.feature_ks.labels(feature=name, model_tag=self.model_tag).set(entry["ks"])
         metrics.drift_rows.labels(model_tag=self.model_tag).set(len(rows))
-
-    def wait(self) -> None:
-        """Block until a scheduled recomputation has finished (for tests and shutdown)."""
-        if self._pending is not None:
-            self._pending.result()
 
 
 class PredictionMonitor:
