@@ -79,6 +79,9 @@ def compute_features(candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS) -
     Raises:
         CandleValidationError: a warmed-up row still has a missing or infinite value.
     """
+    if len(candles) <= warmup_bars:
+        empty = pd.DatetimeIndex([], tz="UTC", name=TIMESTAMP_COLUMN)
+        return pd.DataFrame(columns=list(FEATURE_NAMES), index=empty, dtype="float64")
     frame = indicator_frame(candles.reset_index(drop=True))
     frame.index = pd.DatetimeIndex(candles[TIMESTAMP_COLUMN], name=TIMESTAMP_COLUMN)
     frame = frame.iloc[warmup_bars:]
@@ -92,24 +95,30 @@ def compute_features(candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS) -
     return frame
 
 
-def contiguous_segments(candles: pd.DataFrame) -> list[pd.DataFrame]:
-    """Split a candle frame at its gaps into gap-free pieces (in order)."""
-    step = candles[TIMESTAMP_COLUMN].diff()
-    segment_id = (step > BAR_INTERVAL).cumsum()
+def contiguous_segments(candles: pd.DataFrame, *, max_gap_bars: int = 0) -> list[pd.DataFrame]:
+    """Split a candle frame at its gaps into pieces (in order).
+
+    Args:
+        candles: validated candles, oldest first.
+        max_gap_bars: holes of at most this many missing bars do not split (a market's scheduled
+            closures, e.g. FX weekends: indicators then run over trading bars, as FX charts do).
+    """
+    missing = candles[TIMESTAMP_COLUMN].diff() / BAR_INTERVAL - 1
+    segment_id = (missing > max_gap_bars).cumsum()
     return [piece for _, piece in candles.groupby(segment_id.to_numpy(), sort=True)]
 
 
 def compute_features_segmented(
-    candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS
+    candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS, max_gap_bars: int = 0
 ) -> pd.DataFrame:
     """:func:`compute_features` over data with gaps: each gap-free segment warms up on its own.
 
-    Indicators never run across a hole in the data, so a feature never mixes bars that are
-    further apart in time than its definition says.
+    By default indicators never run across a hole in the data, so a feature never mixes bars
+    further apart in time than its definition says; ``max_gap_bars`` bridges scheduled closures
+    (see :func:`contiguous_segments`).
     """
-    pieces = [
-        compute_features(seg, warmup_bars=warmup_bars) for seg in contiguous_segments(candles)
-    ]
+    segments = contiguous_segments(candles, max_gap_bars=max_gap_bars)
+    pieces = [compute_features(seg, warmup_bars=warmup_bars) for seg in segments]
     pieces = [piece for piece in pieces if len(piece)]
     if not pieces:
         return pd.DataFrame(columns=list(FEATURE_NAMES), index=pd.DatetimeIndex([], tz="UTC"))

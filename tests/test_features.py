@@ -230,3 +230,16 @@ def test_segmented_features_never_span_a_gap(btc_frame):
     after = features[features.index >= gap_at]
     assert after.index[0] == sample["timestamp"][sample["timestamp"] >= gap_at].iloc[WARMUP_BARS]
     assert len(features) == len(sample) - 2 * WARMUP_BARS
+
+
+def test_scheduled_closures_can_be_bridged_but_gaps_split_by_default():
+    from training.data import load_bundled_eurusd
+
+    eur = load_bundled_eurusd().frame
+    weekly = contiguous_segments(eur)
+    assert len(weekly) == 53 and max(len(s) for s in weekly) < WARMUP_BARS
+    assert compute_features_segmented(eur).empty  # no week is long enough to warm up
+    bridged = contiguous_segments(eur, max_gap_bars=72)
+    assert [len(s) for s in bridged] == [len(eur)]
+    features = compute_features_segmented(eur, max_gap_bars=72)
+    assert len(features) == len(eur) - WARMUP_BARS

@@ -413,3 +413,17 @@ def test_cli_trains_on_a_user_csv(btc_frame: pd.DataFrame, tmp_path: Path, capsy
     assert (tmp_path / "report" / REPORT_JSON).is_file()
     assert "verdict:" in printed and "saved model: " in printed
     bentoml.models.delete(summary["model_tag"])
+
+
+def test_model_is_scored_on_the_held_out_eurusd_market(trained_model: TrainResult):
+    other = trained_model.metrics["generalisation"]["EURUSD_1h"]
+    # EUR/USD 2017 hourly, weekends bridged: ~5.9k labelled rows, never seen in training.
+    assert 5000 < other["rows"] < 6225
+    assert other["range"][0].startswith("2017-01")
+    for name in ("model", "majority", "previous_bar", "logistic"):
+        scores = other["metrics"][name]
+        assert 0.0 <= scores["accuracy"] <= 1.0
+        assert 0.3 < scores["roc_auc"] < 0.7
+    assert other["metrics"]["majority"]["roc_auc"] == 0.5
+    saved = bentoml.models.get(trained_model.tag).info.metadata["metrics"]
+    assert saved["generalisation"]["EURUSD_1h"]["rows"] == other["rows"]

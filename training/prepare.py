@@ -45,9 +45,15 @@ def load_data(path: str | Path | None = None) -> Candles:
     return load_bundled_btcusdt() if path is None else load_candles(path)
 
 
-def build_dataset(candles: Candles, *, label_horizon: int = DEFAULT_LABEL_HORIZON) -> Dataset:
-    """Features for every warmed-up row and its label; rows without a label are dropped."""
-    feats = compute_features_segmented(candles.frame)
+def build_dataset(
+    candles: Candles, *, label_horizon: int = DEFAULT_LABEL_HORIZON, max_gap_bars: int = 0
+) -> Dataset:
+    """Features for every warmed-up row and its label; rows without a label are dropped.
+
+    ``max_gap_bars`` bridges scheduled market closures (FX weekends) in the features; labels
+    never span a gap either way.
+    """
+    feats = compute_features_segmented(candles.frame, max_gap_bars=max_gap_bars)
     labels = make_labels(candles.frame, label_horizon)
     table = feats.join(labels, how="inner")
     table = table[table[LABEL_NAME].notna()]
