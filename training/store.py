@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import bentoml
 from bentoml.exceptions import NotFound
@@ -96,12 +96,13 @@ def save_model(
         threshold=float(model.threshold),
     )
     all_labels = {"stage": "candidate", "market": "BTCUSDT", "interval": "1h", **(labels or {})}
+    signatures: dict[str, Any] = {"predict_proba": {"batchable": True, "batch_dim": 0}}
     with bentoml.models.create(
         name,
         labels=all_labels,
         metadata=full_meta,
         module="training.store",
-        signatures={"predict_proba": {"batchable": True, "batch_dim": 0}},
+        signatures=signatures,
     ) as bento_model:
         directory = Path(bento_model.path)
         model.save(directory)
@@ -114,7 +115,7 @@ def save_model(
             for p in sorted(directory.rglob("*"))
             if p.is_file() and p.name != "model.yaml"
         }
-        bento_model.info.metadata["files_sha256"] = checksums
+        bento_model.info.metadata["files_sha256"] = cast(Any, checksums)
         missing = [k for k in REQUIRED_METADATA if k not in bento_model.info.metadata]
         if missing:
             raise ValueError(f"metadata is missing {missing}")
@@ -248,7 +249,7 @@ def load_model(
     """
     resolved = resolve_tag(tag, name)
     bento_model = bentoml.models.get(resolved)
-    metadata = dict(bento_model.info.metadata)
+    metadata: dict[str, Any] = dict(bento_model.info.metadata)
     check_contract(metadata, resolved)
     directory = Path(bento_model.path)
     for file_name in MODEL_FILES:
