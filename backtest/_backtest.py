@@ -59,6 +59,14 @@ class BacktestResult:
         ts = self.bars[TIMESTAMP_COLUMN]
         return ts.iloc[0], ts.iloc[-1]
 
+    @property
+    def label(self) -> str:
+        """What produced the signals: the model tag, or the walk-forward and its retrains."""
+        if self.model_tag:
+            return self.model_tag
+        folds = self.details.get("folds")
+        return f"walk-forward ({len(folds)} retrains)" if folds else "signals"
+
     def report(self) -> dict[str, Any]:
         """The JSON report (contract keys first, then conventions and details)."""
         first, last = self.range

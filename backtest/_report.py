@@ -51,7 +51,7 @@ def summary_table(result: BacktestResult) -> str:
     first, last = result.range
     lines = [
         f"backtest {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC, {result.strategy.bars} "
-        f"bars, model {result.model_tag or '-'}, costs {result.fee_bps:g}+{result.slippage_bps:g} "
+        f"bars, model {result.label}, costs {result.fee_bps:g}+{result.slippage_bps:g} "
         "bps per change",
         f"{'':<22}{'strategy':>12}{'buy&hold':>12}",
     ]
@@ -85,7 +85,7 @@ def plot(result: BacktestResult, path: Path) -> None:
     equity_ax.set_ylabel("equity (start = 1)")
     equity_ax.legend(loc="upper left")
     equity_ax.set_title(
-        f"{result.model_tag or 'backtest'}: fees {result.fee_bps:g} bps + slippage "
+        f"{result.label}: fees {result.fee_bps:g} bps + slippage "
         f"{result.slippage_bps:g} bps per position change"
     )
     drawdown_ax.fill_between(
