@@ -93,3 +93,15 @@ def drift_table(profile: Mapping[str, Any], features: np.ndarray, names: Sequenc
         )
         out[name] = {"psi": value, "ks": ks_statistic(ref, x[:, j]), "level": level}
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m monitoring.drift``: drift of the prediction log (:mod:`monitoring.drift_report`;
+    imported here only when run, so the service's import of this module stays light)."""
+    from monitoring.drift_report import main as report_main
+
+    return report_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,6 +33,7 @@ NOT_IN_BENTO = (
     "data/",
     "backtest/",
     "benchmarks/",
+    "monitoring/drift_report.py",
     "monitoring/outcomes.py",
     "monitoring/prediction_log.py",
     "scripts/",

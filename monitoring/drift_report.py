@@ -1,0 +1,252 @@
+"""Data drift of the logged predictions, per feature and per day (``python -m monitoring.drift``).
+
+Reads the service's prediction log (:mod:`monitoring.prediction_log`) and compares the logged
+features with the served model's ``reference.json`` (:func:`monitoring.drift.drift_table`):
+
+- overall: every selected prediction at once;
+- per day: day D (UTC date of the candles) covers the candles of the ``window_days`` days
+  ending with D. Hourly features are smoothed over 14-50 bars, so a day's 24 rows are far from
+  24 independent draws; a few days of rows read as drifted against a long training window much
+  more often than independent rows would (see README, "Monitoring and reliability").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import FEATURE_NAMES
+from monitoring.drift import (
+    PSI_MODERATE,
+    PSI_SIGNIFICANT,
+    REFERENCE_FILE,
+    drift_table,
+)
+from monitoring.prediction_log import (
+    CANDLE_TIMESTAMP,
+    PredictionLogError,
+    latest_model_tag,
+    read_predictions,
+    utc_timestamp,
+)
+
+LEVELS = ("stable", "moderate", "significant")
+
+
+def load_reference(model_tag: str) -> dict[str, Any]:
+    """``reference.json`` of a stored model.
+
+    Raises:
+        PredictionLogError: the model is not in the store, or was saved without a reference.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        path = Path(bentoml.models.get(model_tag).path) / REFERENCE_FILE
+    except NotFound as exc:
+        raise PredictionLogError(
+            f"model {model_tag!r} is not in the BentoML model store; pass --reference"
+        ) from exc
+    if not path.is_file():
+        raise PredictionLogError(
+            f"model {model_tag!r} has no {REFERENCE_FILE} (saved before drift monitoring); "
+            "retrain it or pass --reference"
+        )
+    return json.loads(path.read_text())
+
+
+def overall_drift(predictions: pd.DataFrame, profile: dict[str, Any]) -> pd.DataFrame:
+    """One row per feature: ``psi``, ``ks``, ``level`` over every prediction, worst first."""
+    table = drift_table(profile, predictions[list(FEATURE_NAMES)].to_numpy(), FEATURE_NAMES)
+    frame = pd.DataFrame.from_dict(table, orient="index").rename_axis("feature").reset_index()
+    frame.insert(1, "rows", len(predictions))
+    return frame.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def daily_drift(
+    predictions: pd.DataFrame,
+    profile: dict[str, Any],
+    *,
+    window_days: int = 7,
+    min_rows: int = 100,
+) -> pd.DataFrame:
+    """Long table ``day, feature, rows, psi, ks, level``, one row per candle day and feature.
+
+    Day D is computed over the candles of days ``D - window_days + 1`` .. D; days with fewer than
+    ``min_rows`` rows there get NaN statistics and level ``too few rows``.
+    """
+    if window_days < 1 or min_rows < 1:
+        raise ValueError("window_days and min_rows must be >= 1")
+    days = predictions[CANDLE_TIMESTAMP].dt.floor("D")
+    values = predictions[list(FEATURE_NAMES)].to_numpy()
+    rows = []
+    for day in sorted(days.unique()):
+        selected = (days > day - pd.Timedelta(days=window_days)) & (days <= day)
+        n = int(selected.sum())
+        table = drift_table(profile, values[selected.to_numpy()], FEATURE_NAMES)
+        for name in FEATURE_NAMES:
+            if n >= min_rows:
+                psi, ks, level = table[name]["psi"], table[name]["ks"], table[name]["level"]
+            else:
+                psi, ks, level = np.nan, np.nan, "too few rows"
+            rows.append(
+                {
+                    "day": day.date(),
+                    "feature": name,
+                    "rows": n,
+                    "psi": psi,
+                    "ks": ks,
+                    "level": level,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def day_summary(daily: pd.DataFrame) -> pd.DataFrame:
+    """Per day: rows, features at each level and the feature with the largest PSI."""
+    out = []
+    for day, group in daily.groupby("day", sort=True):
+        worst = group.loc[group["psi"].idxmax()] if group["psi"].notna().any() else None
+        out.append(
+            {
+                "day": day,
+                "rows": int(group["rows"].iloc[0]),
+                **{level: int((group["level"] == level).sum()) for level in LEVELS[1:]},
+                "worst_feature": worst["feature"] if worst is not None else "",
+                "worst_psi": float(worst["psi"]) if worst is not None else np.nan,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def plot_daily_psi(daily: pd.DataFrame, path: Path, *, title: str) -> Path:
+    """Heat map of PSI, features x days (grey: too few rows), with the PSI thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    grid = daily.pivot(index="feature", columns="day", values="psi").reindex(FEATURE_NAMES)
+    colours = ListedColormap(["#2e7d32", "#f9a825", "#c62828"])
+    colours.set_bad("#cccccc")
+    norm = BoundaryNorm([0.0, PSI_MODERATE, PSI_SIGNIFICANT, 1e9], colours.N)
+    width = min(4 + 0.25 * grid.shape[1], 30)
+    fig, ax = plt.subplots(figsize=(width, 7))
+    image = ax.imshow(np.ma.masked_invalid(grid.to_numpy()), aspect="auto", cmap=colours, norm=norm)
+    ax.set_yticks(range(len(grid.index)), grid.index, fontsize=7)
+    step = max(1, grid.shape[1] // 20)
+    ax.set_xticks(range(0, grid.shape[1], step), [str(d) for d in grid.columns[::step]])
+    ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    bar = fig.colorbar(image, ax=ax, ticks=[PSI_MODERATE / 2, 0.175, 0.5])
+    bar.ax.set_yticklabels(
+        [f"stable < {PSI_MODERATE}", "moderate", f"significant > {PSI_SIGNIFICANT}"]
+    )
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring.drift",
+        description="Data drift of the service's logged predictions against the model's "
+        "training reference (PSI and KS per feature; overall and per day).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path("prediction_logs"),
+        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
+    )
+    parser.add_argument(
+        "--model-tag", help="model whose predictions to read (default: the latest in the log)"
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help=f"reference profile JSON (default: the model's {REFERENCE_FILE} in the store)",
+    )
+    parser.add_argument("--since", type=utc_timestamp, help="first candle time (UTC)")
+    parser.add_argument("--until", type=utc_timestamp, help="last candle time (UTC)")
+    parser.add_argument(
+        "--window-days", type=int, default=7, help="days of candles behind each day's figure"
+    )
+    parser.add_argument("--min-rows", type=int, default=100, help="fewest rows for a day's figure")
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="count every logged answer (default: one per candle and model)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports/drift"), help="folder for the CSV and PNG"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=("never", "moderate", "significant"),
+        default="never",
+        help="exit 1 when any feature's overall drift reaches this level (for cron/CI)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        predictions = read_predictions(
+            args.logs,
+            model_tag=args.model_tag,
+            since=args.since,
+            until=args.until,
+            keep_duplicates=args.keep_duplicates,
+        )
+        model_tag = args.model_tag or latest_model_tag(predictions)
+        predictions = predictions[predictions["model_tag"] == model_tag]
+        profile = (
+            json.loads(args.reference.read_text()) if args.reference else load_reference(model_tag)
+        )
+    except (PredictionLogError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    overall = overall_drift(predictions, profile)
+    daily = daily_drift(predictions, profile, window_days=args.window_days, min_rows=args.min_rows)
+    summary = day_summary(daily)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    overall_csv = args.out / "drift_overall.csv"
+    daily_csv = args.out / "drift_by_day.csv"
+    overall.to_csv(overall_csv, index=False)
+    daily.to_csv(daily_csv, index=False)
+    first, last = predictions[CANDLE_TIMESTAMP].iloc[[0, -1]]
+    span = f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC"
+    png = plot_daily_psi(
+        daily,
+        args.out / "drift_by_day.png",
+        title=f"PSI per feature and day ({args.window_days}-day windows), {model_tag}, {span}",
+    )
+    with pd.option_context("display.width", 120, "display.max_rows", 500):
+        print(f"model {model_tag}: {len(predictions)} predictions, candles {span}")
+        print("\noverall drift (PSI: < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant)")
+        if len(predictions) < args.min_rows:
+            print(f"(only {len(predictions)} rows: so few read as drift even without any)")
+        print(overall.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"\nper day ({args.window_days}-day windows, >= {args.min_rows} rows)")
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nwrote {overall_csv}\nwrote {daily_csv}\nwrote {png}")
+    if args.fail_on != "never":
+        worst = LEVELS.index(args.fail_on)
+        if any(LEVELS.index(level) >= worst for level in overall["level"]):
+            return 1
+    return 0

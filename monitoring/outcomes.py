@@ -1,0 +1,255 @@
+"""Concept drift: logged predictions against what the market then did (``python -m
+monitoring.outcomes``).
+
+Joins the service's prediction log with candles: the realised outcome of a prediction made at the
+close of candle t is ``features.make_labels`` at t (did the close ``horizon_bars`` later end
+above t's close), known only once that later candle exists. Reports accuracy, ROC-AUC, Brier
+score and log loss overall and over a rolling window of the latest resolved predictions, next to
+the model's own holdout figures, and says whether retraining is due.
+
+Retraining is advised when, over the latest window, the model ranks no better than chance
+(ROC-AUC below ``--min-auc``, 0.5) or its probabilities are no better than a constant (Brier
+score above the holdout's majority baseline, the training up-share as a constant P(up)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import make_labels
+from monitoring.prediction_log import (
+    CANDLE_TIMESTAMP,
+    PredictionLogError,
+    latest_model_tag,
+    read_predictions,
+    utc_timestamp,
+)
+from training.evaluate import classification_metrics
+
+RESOLVED, PENDING, NO_CANDLES = "resolved", "pending", "no candles"
+CONSTANT_BRIER = 0.25
+"""Brier score of a constant P(up) = 0.5: the fallback bar when the model's metadata is absent."""
+
+
+def realised_outcomes(predictions: pd.DataFrame, candles: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` plus ``outcome`` (1.0 up, 0.0 not up, NaN unknown) and ``status``.
+
+    ``status`` is ``resolved``; ``pending`` (the candle ``horizon_bars`` later is not in
+    ``candles`` yet); or ``no candles`` (the predicted candle is not in ``candles``, or the
+    outcome bar lies across a gap in them).
+    """
+    out = predictions.copy()
+    out["outcome"] = np.nan
+    out["status"] = NO_CANDLES
+    stamps = pd.DatetimeIndex(candles["timestamp"])
+    last = stamps[-1] if len(stamps) else None
+    for horizon in sorted(out["horizon_bars"].astype(int).unique()):
+        labels = make_labels(candles, horizon)
+        rows = out["horizon_bars"].astype(int) == horizon
+        at = pd.DatetimeIndex(out.loc[rows, CANDLE_TIMESTAMP])
+        outcome = labels.reindex(at).to_numpy()
+        known = at.isin(stamps)
+        waiting = known & (last is not None) & (at + horizon * pd.Timedelta(hours=1) > last)
+        out.loc[rows, "outcome"] = outcome
+        out.loc[rows, "status"] = np.where(
+            ~np.isnan(outcome), RESOLVED, np.where(waiting, PENDING, NO_CANDLES)
+        )
+    return out
+
+
+def score(resolved: pd.DataFrame, threshold: float) -> dict[str, float]:
+    """``training.evaluate.classification_metrics`` of resolved predictions (+ ``rows``)."""
+    metrics = classification_metrics(
+        resolved["outcome"].to_numpy(),
+        resolved["probability_up"].to_numpy(),
+        threshold=threshold,
+        predicted_up=(resolved["signal"] == "long").to_numpy(),
+    )
+    return {"rows": len(resolved), **metrics}
+
+
+def rolling_by_day(resolved: pd.DataFrame, *, window: int, threshold: float) -> pd.DataFrame:
+    """Per candle day: the metrics of the latest ``window`` resolved predictions up to its end
+    (days before ``window`` predictions exist are left out)."""
+    days = resolved[CANDLE_TIMESTAMP].dt.floor("D")
+    rows = []
+    for day in sorted(days.unique()):
+        end = int((days <= day).sum())
+        if end < window:
+            continue
+        latest = resolved.iloc[end - window : end]
+        rows.append({"day": day.date(), **score(latest, threshold)})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Whether to retrain, and why."""
+
+    retrain: bool
+    reasons: list[str]
+
+
+def retrain_advice(latest: dict[str, float], *, min_auc: float, max_brier: float) -> Advice:
+    """Retrain when the latest window ranks no better than chance or is no better calibrated
+    than a constant probability."""
+    reasons = []
+    if not math.isnan(latest["roc_auc"]) and latest["roc_auc"] < min_auc:
+        reasons.append(f"ROC-AUC {latest['roc_auc']:.4f} < {min_auc}")
+    if latest["brier"] > max_brier:
+        reasons.append(f"Brier {latest['brier']:.4f} > {max_brier:.4f} (a constant P(up) does)")
+    return Advice(retrain=bool(reasons), reasons=reasons)
+
+
+def model_reference(model_tag: str) -> dict[str, Any]:
+    """Threshold and holdout metrics from the stored model's metadata ({} if not in the store)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        metadata: dict[str, Any] = dict(bentoml.models.get(model_tag).info.metadata)
+    except NotFound:
+        return {}
+    holdout = dict(metadata.get("metrics", {})).get("holdout", {})
+    return {"threshold": float(metadata["threshold"]), "holdout": holdout}
+
+
+def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, title: str) -> Path:
+    """Accuracy, ROC-AUC and Brier score per day, with the holdout's figures as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    for ax, metric in zip(axes, ("accuracy", "roc_auc", "brier"), strict=True):
+        ax.plot(pd.to_datetime(rolling["day"]), rolling[metric], label="served, rolling")
+        model = holdout.get("model", {}).get(metric)
+        if model is not None:
+            ax.axhline(model, color="tab:green", linestyle="--", label="model, holdout")
+        majority = holdout.get("majority", {}).get(metric)
+        if majority is not None:
+            ax.axhline(majority, color="tab:red", linestyle=":", label="majority baseline")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring.outcomes",
+        description="Concept drift: the service's logged predictions scored against realised "
+        "outcomes from candles (rolling accuracy / ROC-AUC / Brier), with retraining advice.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path("prediction_logs"),
+        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="candles (CSV/Parquet, as training.data.load_candles reads); default: the bundled "
+        "BTCUSDT 1h candles",
+    )
+    parser.add_argument(
+        "--model-tag", help="model whose predictions to score (default: the latest in the log)"
+    )
+    parser.add_argument("--since", type=utc_timestamp, help="first candle time (UTC)")
+    parser.add_argument("--until", type=utc_timestamp, help="last candle time (UTC)")
+    parser.add_argument(
+        "--window", type=int, default=720, help="resolved predictions in the rolling window"
+    )
+    parser.add_argument(
+        "--min-auc", type=float, default=0.5, help="advise retraining below this rolling ROC-AUC"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports/outcomes"), help="folder for the CSVs and PNG"
+    )
+    parser.add_argument(
+        "--fail-on-retrain", action="store_true", help="exit 1 when retraining is advised"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from training.prepare import load_data
+
+    try:
+        if args.window < 2:
+            raise ValueError("--window must be >= 2")
+        predictions = read_predictions(
+            args.logs, model_tag=args.model_tag, since=args.since, until=args.until
+        )
+        model_tag = args.model_tag or latest_model_tag(predictions)
+        predictions = predictions[predictions["model_tag"] == model_tag]
+        candles = load_data(args.data).frame
+    except (PredictionLogError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    reference = model_reference(model_tag)
+    threshold = reference.get("threshold", 0.5)
+    holdout = reference.get("holdout", {})
+    max_brier = holdout.get("majority", {}).get("brier", CONSTANT_BRIER)
+
+    joined = realised_outcomes(predictions, candles)
+    resolved = joined[joined["status"] == RESOLVED]
+    counts = joined["status"].value_counts()
+    args.out.mkdir(parents=True, exist_ok=True)
+    outcomes_csv = args.out / "outcomes.csv"
+    columns = [CANDLE_TIMESTAMP, "probability_up", "signal", "horizon_bars", "outcome", "status"]
+    joined[columns].to_csv(outcomes_csv, index=False)
+    print(
+        f"model {model_tag}: {len(joined)} predictions; "
+        + ", ".join(f"{counts.get(s, 0)} {s}" for s in (RESOLVED, PENDING, NO_CANDLES))
+    )
+    if len(resolved) < 2 or resolved["outcome"].nunique() < 2:
+        print(f"too few resolved predictions to score yet\nwrote {outcomes_csv}")
+        return 0
+    overall = score(resolved, threshold)
+    window = min(args.window, len(resolved))
+    latest = score(resolved.iloc[-window:], threshold)
+    rolling = rolling_by_day(resolved, window=window, threshold=threshold)
+    rolling_csv = args.out / "rolling.csv"
+    rolling.to_csv(rolling_csv, index=False)
+    png = plot_rolling(
+        rolling,
+        holdout,
+        args.out / "rolling.png",
+        title=f"{model_tag}: rolling {window} resolved predictions, per candle day",
+    )
+    table = pd.DataFrame(
+        {
+            "all resolved": overall,
+            f"latest {window}": latest,
+            "holdout (model)": holdout.get("model", {}),
+            "holdout (majority)": holdout.get("majority", {}),
+        }
+    ).reindex(["rows", "accuracy", "roc_auc", "brier", "log_loss"])
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    advice = retrain_advice(latest, min_auc=args.min_auc, max_brier=max_brier)
+    verdict = "RETRAIN: " + "; ".join(advice.reasons) if advice.retrain else "no retraining due"
+    print(f"\n{verdict}\nwrote {outcomes_csv}\nwrote {rolling_csv}\nwrote {png}")
+    return 1 if advice.retrain and args.fail_on_retrain else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
