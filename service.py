@@ -9,6 +9,7 @@ and pinned for every worker; a missing or mismatched model stops the start with 
 
 from __future__ import annotations
 
+import functools
 import os
 
 import bentoml
@@ -39,6 +40,11 @@ limits = {
     "max_candles": settings.max_candles,
     "max_windows": settings.max_windows,
 }
+# Oversized requests are refused on the raw JSON, before every candle is validated.
+parse_predict_sized = functools.partial(
+    parse_predict, max_candles=settings.max_candles, max_windows=settings.max_windows
+)
+parse_indicators_sized = functools.partial(parse_indicators, max_candles=settings.max_candles)
 monitor = PredictionMonitor(served, settings)  # prediction log + drift gauges (serving/monitor.py)
 
 features_runner = bentoml.legacy.Runner(FeatureRunnable, name="features")
@@ -67,7 +73,7 @@ def _started(_context: object) -> None:
 
 
 @svc.api(
-    input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict),
+    input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
 )
 async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
@@ -85,7 +91,7 @@ async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
 
 
 @svc.api(
-    input=ValidatedJSON(pydantic_model=schemas.IndicatorsRequest, parse=parse_indicators),
+    input=ValidatedJSON(pydantic_model=schemas.IndicatorsRequest, parse=parse_indicators_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.IndicatorsResponse),
 )
 async def indicators(request: schemas.IndicatorsRequest) -> dict:

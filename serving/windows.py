@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from features import OHLCV_COLUMNS, TIMESTAMP_COLUMN, CandleValidationError, validate_candles
-from serving.errors import reject
+from serving.errors import InvalidRequest, reject
 from serving.schemas import Candle, IndicatorsRequest, ModelInfoRequest, Window, WindowBatch
 from training.data import parse_timestamps
 
@@ -75,8 +75,42 @@ def _validate(model: type[BaseModel], payload: Any) -> Any:
         raise reject("invalid_schema", validation_message(exc)) from None
 
 
-def parse_predict(payload: Any) -> Window | WindowBatch:
-    """``{"candles": [...]}`` or ``{"windows": [...]}`` (not both)."""
+def _too_many_candles(field: str, count: int, max_candles: int) -> InvalidRequest:
+    return reject(
+        "too_many_candles", f"{field}: at most {max_candles} candles per window, got {count}"
+    )
+
+
+def _too_many_windows(count: int, max_windows: int) -> InvalidRequest:
+    return reject(
+        "too_many_windows", f"windows: at most {max_windows} windows per request, got {count}"
+    )
+
+
+def check_sizes(payload: Any, *, max_candles: int | None, max_windows: int | None) -> None:
+    """Refuse oversized windows/batches on the raw JSON, before validating every candle (a
+    16 MiB body of candles takes seconds to validate; counting them takes microseconds)."""
+    if not isinstance(payload, dict):
+        return
+    candles, windows = payload.get("candles"), payload.get("windows")
+    if max_candles is not None and isinstance(candles, list) and len(candles) > max_candles:
+        raise _too_many_candles("candles", len(candles), max_candles)
+    if not isinstance(windows, list):
+        return
+    if max_windows is not None and len(windows) > max_windows:
+        raise _too_many_windows(len(windows), max_windows)
+    for i, window in enumerate(windows):
+        inner = window.get("candles") if isinstance(window, dict) else None
+        if max_candles is not None and isinstance(inner, list) and len(inner) > max_candles:
+            raise _too_many_candles(f"windows[{i}].candles", len(inner), max_candles)
+
+
+def parse_predict(
+    payload: Any, *, max_candles: int | None = None, max_windows: int | None = None
+) -> Window | WindowBatch:
+    """``{"candles": [...]}`` or ``{"windows": [...]}`` (not both); with limits given, oversized
+    requests are refused before validation (:func:`check_sizes`)."""
+    check_sizes(payload, max_candles=max_candles, max_windows=max_windows)
     if isinstance(payload, dict) and "windows" in payload:
         if "candles" in payload:
             raise reject("invalid_schema", "body: give either candles or windows, not both")
@@ -84,7 +118,8 @@ def parse_predict(payload: Any) -> Window | WindowBatch:
     return _validate(Window, payload)
 
 
-def parse_indicators(payload: Any) -> IndicatorsRequest:
+def parse_indicators(payload: Any, *, max_candles: int | None = None) -> IndicatorsRequest:
+    check_sizes(payload, max_candles=max_candles, max_windows=None)
     return _validate(IndicatorsRequest, payload)
 
 
@@ -107,10 +142,7 @@ def candle_window(
             f"got {len(candles)}",
         )
     if len(candles) > max_candles:
-        raise reject(
-            "too_many_candles",
-            f"{field}: at most {max_candles} candles per window, got {len(candles)}",
-        )
+        raise _too_many_candles(field, len(candles), max_candles)
     stamps = [c.timestamp for c in candles]
     as_text = isinstance(stamps[0], str)
     for row, stamp in enumerate(stamps):
@@ -141,10 +173,7 @@ def request_windows(
         if not request.windows:
             raise reject("invalid_schema", "windows: give at least one window")
         if len(request.windows) > max_windows:
-            raise reject(
-                "too_many_windows",
-                f"windows: at most {max_windows} windows per request, got {len(request.windows)}",
-            )
+            raise _too_many_windows(len(request.windows), max_windows)
         named = [(f"windows[{i}].candles", w.candles) for i, w in enumerate(request.windows)]
     else:
         named = [("candles", request.candles)]
