@@ -30,6 +30,7 @@ from loadtests.server import (
     BatchSizes,
     Server,
     batch_sizes,
+    cpu_seconds_by_role,
     default_bentoml_home,
     serve,
 )
@@ -51,19 +52,40 @@ def _machine() -> str:
     return f"nproc {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
 
 
-def _row(label: str, concurrency: int, result: LoadResult) -> str:
+def _row(label: str, concurrency: int, result: LoadResult, cpu_ms: dict[str, float]) -> str:
+    per_role = " ".join(f"{role} {ms:.1f}" for role, ms in sorted(cpu_ms.items()) if ms >= 0.05)
     return (
         f"{label:<16}{concurrency:>5}{result.requests_per_s:>10.1f}"
         f"{result.percentile_ms(50):>10.1f}{result.percentile_ms(95):>10.1f}"
         f"{result.percentile_ms(99):>10.1f}{result.non_200:>8}"
-        f"{100 * result.client_cpu_s / result.duration_s:>10.0f}%"
+        f"{100 * result.client_cpu_s / result.duration_s:>10.0f}%  {per_role}"
     )
 
 
 HEADER = (
     f"{'api':<16}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
-    f"{'non200':>8}{'client cpu':>11}"
+    f"{'non200':>8}{'client cpu':>11}  server CPU ms per request, by process"
 )
+
+
+def _measure(
+    server: Server, path: str, bodies: list[bytes], concurrency: int, args: argparse.Namespace
+) -> tuple[LoadResult, dict[str, float]]:
+    """One load run, and the server's CPU milliseconds per answered request, per process role
+    (warm-up included on both sides of the division: it is the same load)."""
+    before = cpu_seconds_by_role(server.process.pid)
+    result = run_load(
+        server.address,
+        path,
+        bodies,
+        concurrency=concurrency,
+        duration_s=args.duration_s,
+        warmup_s=args.warmup_s,
+    )
+    after = cpu_seconds_by_role(server.process.pid)
+    answered = max(result.completed * (args.duration_s + args.warmup_s) / args.duration_s, 1)
+    cpu_ms = {role: (after[role] - before.get(role, 0.0)) * 1000 / answered for role in after}
+    return result, cpu_ms
 
 
 def _pooled(results: list[LoadResult]) -> LoadResult:
@@ -116,16 +138,9 @@ def bench_ceiling(args: argparse.Namespace, bodies: list[bytes], work_dir: Path)
         for concurrency in args.concurrency:
             for _ in range(args.rounds):
                 for api in ("predict_noop", "predict"):
-                    result = run_load(
-                        server.address,
-                        f"/{api}",
-                        bodies,
-                        concurrency=concurrency,
-                        duration_s=args.duration_s,
-                        warmup_s=args.warmup_s,
-                    )
+                    result, cpu_ms = _measure(server, f"/{api}", bodies, concurrency, args)
                     results.setdefault((api, concurrency), []).append(result)
-                    print(_row(api, concurrency, result), flush=True)
+                    print(_row(api, concurrency, result, cpu_ms), flush=True)
         print("peak RSS under load (MiB):", server.memory.report())
         print("runner batches:", _batch_text(_moved_batches(server, before)))
     print(f"summary over {args.rounds} round(s) each ({_machine()}):")
@@ -171,16 +186,9 @@ def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path
         for concurrency in args.concurrency:
             for _ in range(args.rounds):
                 for mode, server in servers.items():
-                    result = run_load(
-                        server.address,
-                        "/predict",
-                        bodies,
-                        concurrency=concurrency,
-                        duration_s=args.duration_s,
-                        warmup_s=args.warmup_s,
-                    )
+                    result, cpu_ms = _measure(server, "/predict", bodies, concurrency, args)
                     results.setdefault((mode, concurrency), []).append(result)
-                    print(_row(f"batching {mode}", concurrency, result), flush=True)
+                    print(_row(f"batching {mode}", concurrency, result, cpu_ms), flush=True)
         moved = {mode: _moved_batches(server, before[mode]) for mode, server in servers.items()}
         for mode, server in servers.items():
             print(f"batching {mode}: peak RSS under load (MiB): {server.memory.report()}")

@@ -209,6 +209,24 @@ def process_role(process: psutil.Process) -> str:
     return "supervisor"
 
 
+def cpu_seconds_by_role(root_pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by a process tree, summed per :func:`process_role`."""
+    totals: dict[str, float] = {}
+    try:
+        root = psutil.Process(root_pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return totals
+    for process in tree:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        role = process_role(process)
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    return totals
+
+
 class RssWatcher:
     """Samples the resident memory of a process and all its descendants in a thread.
 
