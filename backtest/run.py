@@ -157,11 +157,11 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="random seed of every retrain (default: %(default)s)"
     )
     walk.add_argument(
-        "--torch-threads",
+        "--threads",
         type=int,
         default=1,
-        help="torch intra-op threads while retraining (default: %(default)s; the small MLP "
-        "fits faster on one thread than on two busy cores)",
+        help="torch threads while retraining (default: %(default)s; the small MLP fits faster "
+        "on one thread than on two busy cores)",
     )
     parser.add_argument(
         "--out",
@@ -198,11 +198,7 @@ def _run(args: argparse.Namespace) -> tuple[BacktestResult, Path]:
         "short_threshold": args.short_threshold,
     }
     if args.walk_forward:
-        import torch
-
         from training.train import TrainConfig
-
-        torch.set_num_threads(args.torch_threads)
 
         config = TrainConfig(
             label_horizon=args.label_horizon,
@@ -210,6 +206,7 @@ def _run(args: argparse.Namespace) -> tuple[BacktestResult, Path]:
             patience=args.patience,
             hidden_sizes=tuple(args.hidden_sizes),
             seed=args.seed,
+            threads=args.threads,
             gap_bars=max(TrainConfig().gap_bars, args.label_horizon),
             **({} if args.threshold is None else {"threshold": args.threshold}),
         )
