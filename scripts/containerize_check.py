@@ -73,6 +73,8 @@ class ContainerCheck:
     image_size_bytes: int | None = None
     http_start_to_ready_seconds: float | None = None
     grpc_start_to_ready_seconds: float | None = None
+    http_rss_bytes: int | None = None
+    grpc_rss_bytes: int | None = None
     server_uid: int | None = None
     model_tag: str | None = None
     expected_probability_up: float | None = None
@@ -156,10 +158,14 @@ def running_container(
     args: list[str],
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """``podman run -d`` the image (entrypoint args ``args``); always removed on exit."""
+    """``podman run -d`` the image (entrypoint args ``args``); always removed on exit.
+
+    Runs it as ``deploy/kubernetes`` does: no capabilities, no privilege escalation.
+    """
     env_args = [item for key, value in (env or {}).items() for item in ("--env", f"{key}={value}")]
+    security = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
     workspace.podman("rm", "--force", "--time", "0", name, check=False)
-    workspace.podman("run", "--detach", "--name", name, *env_args, image, *args)
+    workspace.podman("run", "--detach", "--name", name, *security, *env_args, image, *args)
     try:
         yield name
     finally:
@@ -190,6 +196,14 @@ def server_uid(workspace: ContainerWorkspace, name: str) -> int:
     status = workspace.podman("exec", name, "cat", "/proc/1/status")
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     return int(uid_line.split()[1])
+
+
+def resident_bytes(workspace: ContainerWorkspace, name: str) -> int:
+    """Sum of the resident memory (VmRSS) of every process in the container (shared pages
+    counted in each process: an upper bound, the figure to size memory requests from)."""
+    status = workspace.podman("exec", name, "sh", "-c", "cat /proc/[0-9]*/status 2>/dev/null")
+    kilobytes = [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")]
+    return 1024 * sum(kilobytes)
 
 
 def _http_status(url: str) -> int | None:
@@ -231,6 +245,7 @@ def check_http(
             raise ContainerCheckError("HTTP: the server runs as root")
         with HttpClient(base_url) as service:
             report.http_answer = service.predict(window)
+        report.http_rss_bytes = resident_bytes(workspace, name)
     assert report.model_tag is not None and report.expected_probability_up is not None
     _same_prediction(report.http_answer, report.expected_probability_up, report.model_tag, "HTTP")
 
@@ -255,6 +270,7 @@ def check_grpc(
             workspace, name, service.is_ready, started
         )
         report.grpc_answer = service.predict(window)
+        report.grpc_rss_bytes = resident_bytes(workspace, name)
         if _http_status(f"http://127.0.0.1:{metrics_port}/") != 200:
             raise ContainerCheckError("gRPC: the metrics server did not answer 200")
     assert report.model_tag is not None and report.expected_probability_up is not None
