@@ -198,3 +198,21 @@ def test_walk_forward_backtest_end_to_end(btc_slice, btc):
     assert all(f["train_range"][1] < f["trade_range"][0] for f in folds)
     first_row = int(btc_slice.index[btc_slice["timestamp"] == result.range[0]][0])
     assert result.strategy.bars == len(btc_slice) - first_row
+
+
+def test_cli_walk_forward_on_a_user_csv(btc_slice, tmp_path, capsys):
+    data = tmp_path / "candles.csv"
+    frame = btc_slice.copy()
+    frame["timestamp"] = frame["timestamp"].map(lambda t: t.isoformat())
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out"
+    args = ["--walk-forward", "--data", str(data), "--min-train-rows", "1200"]
+    args += ["--test-bars", "600", "--max-epochs", "2", "--quiet", "--no-plot", "--out", str(out)]
+    assert main(args) == 0
+    assert "walk-forward (3 retrains)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "walk_forward" and len(report["folds"]) == 3
+    assert report["train_config"]["max_epochs"] == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--walk-forward", "--service-url", "http://127.0.0.1:1"])
+    assert exc.value.code == 2
