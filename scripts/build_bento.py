@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     built = build_bento(args.model_tag)
     summary = {**asdict(built), "path": str(built.path), "requirements": len(built.requirements)}
     print(json.dumps(summary, indent=2))
-    print(f"serve it:  bentoml serve {built.tag}   |   bentoml serve-grpc {built.tag} --port 3010")
+    print(
+        f"serve it:  BTC_SERVE_MODEL_TAG={built.model_tag} bentoml serve {built.tag}\n"
+        f"image:     bentoml containerize {built.tag}   (no Docker: make containerize)"
+    )
     return 0
 
 
