@@ -10,8 +10,8 @@ BENTOML_CONFIG ?= $(CURDIR)/configuration.yaml
 BENTOML_HOME ?= $(HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run prepare train promote models backtest serve serve-grpc build containerize \
-	containerize-check test test-fast lint typecheck clean
+.PHONY: setup run prepare train promote models backtest serve serve-grpc loadtest bench build \
+	containerize containerize-check test test-fast lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,17 @@ serve-grpc: setup  ## gRPC server on GRPC_PORT; Prometheus metrics at http://127
 	BENTOML_CONFIG=$(BENTOML_CONFIG) \
 	PROMETHEUS_MULTIPROC_DIR=$(BENTOML_HOME)/prometheus_multiproc_dir \
 	$(BENTOML) serve-grpc service:svc --port $(GRPC_PORT)
+
+# Starts its own server on free loopback ports (or LOADTEST_ARGS="--url http://127.0.0.1:3000");
+# CSVs + summary in reports/loadtest/<time>/; exits non-zero on any failure or 5xx.
+loadtest: setup  ## bounded headless locust run (LOADTEST_ARGS="--workload grpc --users 32 ...")
+	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m loadtests.run $(LOADTEST_ARGS)
+
+bench: setup  ## the benchmarks recorded in docs/BENCHMARKS.md (a model in BENTOML_HOME; ~10 min)
+	$(PY) -m benchmarks.bench_features
+	$(PY) -m benchmarks.bench_runtime
+	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m benchmarks.bench_service
+	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m benchmarks.bench_pipeline
 
 BENTO ?= btcusdt_direction:latest
 

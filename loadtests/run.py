@@ -31,6 +31,7 @@ from features import WARMUP_BARS
 from loadtests.server import (
     REPO_ROOT,
     BatchSizes,
+    Protocol,
     Server,
     batch_sizes,
     default_bentoml_home,
@@ -160,13 +161,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mixed")
-    parser.add_argument("--users", type=_positive(int, MAX_USERS), default=16)
+    parser.add_argument(
+        "--workload",
+        choices=sorted(WORKLOADS),
+        default="mixed",
+        help="predict / indicators: one API over HTTP; mixed: predict, batches, indicators, "
+        "model_info over HTTP; grpc: the mixed workload over gRPC",
+    )
+    parser.add_argument(
+        "--users",
+        type=_positive(int, MAX_USERS),
+        default=16,
+        help=f"concurrent clients, each sending its next request on the answer (<= {MAX_USERS})",
+    )
     parser.add_argument(
         "--spawn-rate", type=_positive(float, MAX_USERS), default=8.0, help="users started per s"
     )
     parser.add_argument(
-        "--run-time-s", type=_positive(int, MAX_RUN_TIME_S), default=30, help="longest run"
+        "--run-time-s", type=_positive(int, MAX_RUN_TIME_S), default=30, help="longest run, s"
     )
     parser.add_argument(
         "--max-requests",
@@ -195,7 +207,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="store holding the model (default: $BENTOML_HOME, else ~/bentoml)",
     )
-    target.add_argument("--api-workers", type=_positive(int, 64), default=None)
+    target.add_argument(
+        "--api-workers",
+        type=_positive(int, 64),
+        default=None,
+        help="API server processes of the started server (default: one per CPU)",
+    )
     target.add_argument(
         "--config",
         type=Path,
@@ -225,7 +242,7 @@ def _target(args: argparse.Namespace, work_dir: Path) -> Iterator[tuple[str, Ser
     if args.url or args.grpc_address:
         yield args.url or args.grpc_address, None
         return
-    protocol = "grpc" if args.workload == "grpc" else "http"
+    protocol: Protocol = "grpc" if args.workload == "grpc" else "http"
     print(f"starting bentoml {protocol} server (model: {args.model_tag or 'store default'})...")
     with serve(
         protocol,
