@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +89,12 @@ def save_model(
     ``metadata`` must hold the training facts (label_horizon, train_range, holdout_range,
     metrics, data_sha256...); the feature contract, threshold and file checksums are added
     here. ``extra_files`` (name -> path) are copied in, e.g. the training report and plots.
-    Creation is atomic: the version appears in the store only when the block completes.
+
+    Creation is atomic, even against ``kill -9``: BentoML 1.4.39 makes the version's folder in
+    the store and then copies the files into it, so a crash mid-copy would leave a partial
+    version (listed and resolved as the newest, or, without ``model.yaml``, breaking every
+    listing). Here BentoML writes into a staging store on the same filesystem and the finished
+    folder is renamed into the store in one step (tested in tests/test_reliability_training.py).
     """
     full_meta: dict[str, Any] = dict(metadata)
     full_meta.update(
@@ -97,12 +105,52 @@ def save_model(
     )
     all_labels = {"stage": "candidate", "market": "BTCUSDT", "interval": "1h", **(labels or {})}
     signatures: dict[str, Any] = {"predict_proba": {"batchable": True, "batch_dim": 0}}
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    store = Path(os.path.realpath(BentoMLContainer.model_store_dir.get()))
+    store.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model-staging-", dir=store.parent))
+    try:
+        tag = _create_model(
+            model, name, all_labels, full_meta, signatures, extra_files, ModelStore(staging)
+        )
+        _publish(staging, store, bentoml.Tag.from_taglike(tag))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return tag
+
+
+def _publish(staging: Path, store: Path, tag: bentoml.Tag) -> None:
+    """Move a finished version from the staging store into the store (one ``rename``), then
+    point BentoML's ``<name>/latest`` file at it (written aside and renamed over)."""
+    assert tag.version is not None
+    target = store / tag.name / tag.version
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (staging / tag.name / tag.version).rename(target)
+    latest = store / tag.name / "latest"
+    scratch = latest.with_name(f".latest.{os.getpid()}.tmp")
+    scratch.write_text(tag.version)
+    scratch.replace(latest)
+
+
+def _create_model(
+    model: DirectionModel,
+    name: str,
+    labels: dict[str, str],
+    metadata: dict[str, Any],
+    signatures: dict[str, Any],
+    extra_files: Mapping[str, Path] | None,
+    model_store: Any,
+) -> str:
+    """Write the version into ``model_store`` (BentoML: temp folder, then copy)."""
     with bentoml.models.create(
         name,
-        labels=all_labels,
-        metadata=full_meta,
+        labels=labels,
+        metadata=metadata,
         module="training.store",
         signatures=signatures,
+        _model_store=model_store,
     ) as bento_model:
         directory = Path(bento_model.path)
         model.save(directory)
