@@ -82,15 +82,13 @@ def run_command(
     env: Mapping[str, str] | None = None,
     timeout_s: float = 600,
     check: bool = True,
-    stdin_path: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command``; on failure raise :class:`ContainerToolError` with its output's tail."""
-    stdin = stdin_path.open("rb") if stdin_path else subprocess.DEVNULL
     try:
         completed = subprocess.run(
             list(command),
             env=dict(env) if env is not None else None,
-            stdin=stdin,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -98,9 +96,6 @@ def run_command(
         )
     except subprocess.TimeoutExpired as exc:
         raise ContainerToolError(f"{' '.join(command)} ran past {timeout_s:.0f} s") from exc
-    finally:
-        if stdin_path:
-            stdin.close()
     if check and completed.returncode != 0:
         output = (completed.stdout + completed.stderr)[-4000:]
         raise ContainerToolError(

@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"containerize check failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(asdict(report), indent=2))
-    if args.keep:
+    if work_dir is not None and args.keep:
         config = ContainerWorkspace(work_dir).config_dir
         print(
             f"run it:  CONTAINERS_CONF={config}/containers.conf "

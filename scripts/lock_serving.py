@@ -99,7 +99,9 @@ def pinned_serving_requirements(
     unpinned = sorted(name for name in names if name not in pins)
     if unpinned:
         raise LockError(f"no pin in {lock.name} for {unpinned}")
-    extras = {canonicalize_name(r.name): sorted(r.extras) for r in roots if r.extras}
+    extras: dict[str, list[str]] = {
+        canonicalize_name(r.name): sorted(r.extras) for r in roots if r.extras
+    }
     lines = []
     for name in sorted(names):
         pin = pins[name]
