@@ -25,6 +25,7 @@ from features.candles import (
     OHLCV_COLUMNS,
     TIMESTAMP_COLUMN,
     CandleValidationError,
+    infer_interval,
     validate_candles,
 )
 from features.indicators import FEATURE_NAMES, indicator_frame
@@ -60,6 +61,7 @@ __all__ = [
     "compute_features_segmented",
     "compute_window_features",
     "contiguous_segments",
+    "infer_interval",
     "make_labels",
     "validate_candles",
 ]
@@ -95,21 +97,35 @@ def compute_features(candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS) -
     return frame
 
 
-def contiguous_segments(candles: pd.DataFrame, *, max_gap_bars: int = 0) -> list[pd.DataFrame]:
+def _interval_of(candles: pd.DataFrame, interval: pd.Timedelta | None) -> pd.Timedelta:
+    if interval is not None:
+        return pd.Timedelta(interval)
+    return infer_interval(candles[TIMESTAMP_COLUMN]) if len(candles) > 1 else BAR_INTERVAL
+
+
+def contiguous_segments(
+    candles: pd.DataFrame, *, max_gap_bars: int = 0, interval: pd.Timedelta | None = None
+) -> list[pd.DataFrame]:
     """Split a candle frame at its gaps into pieces (in order).
 
     Args:
         candles: validated candles, oldest first.
         max_gap_bars: holes of at most this many missing bars do not split (a market's scheduled
             closures, e.g. FX weekends: indicators then run over trading bars, as FX charts do).
+        interval: the bar interval (default: inferred, :func:`features.candles.infer_interval`).
     """
-    missing = candles[TIMESTAMP_COLUMN].diff() / BAR_INTERVAL - 1
+    step = _interval_of(candles, interval)
+    missing = candles[TIMESTAMP_COLUMN].diff() / step - 1
     segment_id = (missing > max_gap_bars).cumsum()
     return [piece for _, piece in candles.groupby(segment_id.to_numpy(), sort=True)]
 
 
 def compute_features_segmented(
-    candles: pd.DataFrame, *, warmup_bars: int = WARMUP_BARS, max_gap_bars: int = 0
+    candles: pd.DataFrame,
+    *,
+    warmup_bars: int = WARMUP_BARS,
+    max_gap_bars: int = 0,
+    interval: pd.Timedelta | None = None,
 ) -> pd.DataFrame:
     """:func:`compute_features` over data with gaps: each gap-free segment warms up on its own.
 
@@ -117,7 +133,7 @@ def compute_features_segmented(
     further apart in time than its definition says; ``max_gap_bars`` bridges scheduled closures
     (see :func:`contiguous_segments`).
     """
-    segments = contiguous_segments(candles, max_gap_bars=max_gap_bars)
+    segments = contiguous_segments(candles, max_gap_bars=max_gap_bars, interval=interval)
     pieces = [compute_features(seg, warmup_bars=warmup_bars) for seg in segments]
     pieces = [piece for piece in pieces if len(piece)]
     if not pieces:
@@ -125,11 +141,17 @@ def compute_features_segmented(
     return pd.concat(pieces)
 
 
-def make_labels(candles: pd.DataFrame, horizon: int = DEFAULT_LABEL_HORIZON) -> pd.Series:
+def make_labels(
+    candles: pd.DataFrame,
+    horizon: int = DEFAULT_LABEL_HORIZON,
+    *,
+    interval: pd.Timedelta | None = None,
+) -> pd.Series:
     """Direction target: 1.0 if the close ``horizon`` bars later is above this bar's close, else 0.
 
     A tie counts as not up. The last ``horizon`` rows, and rows whose target bar lies across a
-    gap (not exactly ``horizon`` intervals later), are NaN: no label is invented.
+    gap (not exactly ``horizon`` intervals later), are NaN: no label is invented. ``interval``
+    defaults to the candles' own (inferred).
     Indexed by the candle open ``timestamp``.
     """
     if horizon < 1:
@@ -138,7 +160,7 @@ def make_labels(candles: pd.DataFrame, horizon: int = DEFAULT_LABEL_HORIZON) -> 
     ts = candles[TIMESTAMP_COLUMN].reset_index(drop=True)
     future_close = pd.Series(close).shift(-horizon)
     future_ts = ts.shift(-horizon)
-    exact = (future_ts - ts) == horizon * BAR_INTERVAL
+    exact = (future_ts - ts) == horizon * _interval_of(candles, interval)
     label = (future_close > close).astype("float64").where(exact & future_close.notna())
     label.index = pd.DatetimeIndex(ts, name=TIMESTAMP_COLUMN)
     label.name = LABEL_NAME

@@ -34,6 +34,20 @@ class Gap:
     missing_bars: int
 
 
+def infer_interval(timestamps: pd.Series) -> pd.Timedelta:
+    """The bar interval of a series: its most common step between consecutive timestamps.
+
+    The most common step, not the smallest: one stray off-grid timestamp must fail validation
+    against the real interval, not redefine it.
+    """
+    steps = pd.Series(timestamps).diff().dropna()
+    steps = steps[steps > pd.Timedelta(0)]
+    if steps.empty:
+        raise CandleValidationError("need at least two distinct timestamps to infer the interval")
+    counts = steps.value_counts()
+    return pd.Timedelta(counts.index[counts.to_numpy() == counts.max()].min())
+
+
 def find_gaps(timestamps: pd.Series, interval: pd.Timedelta = BAR_INTERVAL) -> list[Gap]:
     """Return every place where consecutive timestamps are more than one ``interval`` apart."""
     ts = pd.Series(timestamps).reset_index(drop=True)

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from features import OHLCV_COLUMNS, TIMESTAMP_COLUMN, CandleValidationError, validate_candles
+from features import (
+    BAR_INTERVAL,
+    OHLCV_COLUMNS,
+    TIMESTAMP_COLUMN,
+    CandleValidationError,
+    validate_candles,
+)
 from serving.errors import InvalidRequest, reject
 from serving.schemas import Candle, IndicatorsRequest, ModelInfoRequest, Window, WindowBatch
 from training.data import parse_timestamps
@@ -128,7 +134,12 @@ def parse_model_info(payload: Any) -> ModelInfoRequest:
 
 
 def candle_window(
-    candles: list[Candle], *, field: str, min_candles: int, max_candles: int
+    candles: list[Candle],
+    *,
+    field: str,
+    min_candles: int,
+    max_candles: int,
+    interval: pd.Timedelta = BAR_INTERVAL,
 ) -> CandleWindow:
     """Check the limits, parse the timestamps and validate the candles of one window.
 
@@ -160,13 +171,19 @@ def candle_window(
     for column in OHLCV_COLUMNS:
         frame[column] = np.fromiter((getattr(c, column) for c in candles), "float64", len(candles))
     try:
-        return CandleWindow(field, validate_candles(frame, row_label=f"{field} row"))
+        validated = validate_candles(frame, interval=interval, row_label=f"{field} row")
+        return CandleWindow(field, validated)
     except CandleValidationError as exc:
         raise reject("invalid_candles", str(exc)) from None
 
 
 def request_windows(
-    request: Window | WindowBatch, *, min_candles: int, max_candles: int, max_windows: int
+    request: Window | WindowBatch,
+    *,
+    min_candles: int,
+    max_candles: int,
+    max_windows: int,
+    interval: pd.Timedelta = BAR_INTERVAL,
 ) -> list[CandleWindow]:
     """Every window of a predict/indicators request, validated, in request order."""
     if isinstance(request, WindowBatch):
@@ -178,6 +195,12 @@ def request_windows(
     else:
         named = [("candles", request.candles)]
     return [
-        candle_window(candles, field=field, min_candles=min_candles, max_candles=max_candles)
+        candle_window(
+            candles,
+            field=field,
+            min_candles=min_candles,
+            max_candles=max_candles,
+            interval=interval,
+        )
         for field, candles in named
     ]

@@ -203,3 +203,25 @@ def test_find_gaps_counts_missing_bars():
     (gap,) = find_gaps(ts)
     assert gap.missing_bars == 3
     assert gap.after == ts.iloc[1]
+
+
+def test_load_candles_infers_and_reports_a_minute_interval(tmp_path, btc_slice):
+    """Real candles re-stamped one minute apart: the loader takes the grid from the data."""
+    frame = btc_slice.iloc[:300].copy()
+    start = frame["timestamp"].iloc[0]
+    frame["timestamp"] = [(start + pd.Timedelta(minutes=i)).isoformat() for i in range(300)]
+    frame = frame.drop(index=[100, 101])  # a two-minute hole
+    loaded = load_candles(_write_csv(tmp_path, frame))
+    assert loaded.interval == pd.Timedelta(minutes=1)
+    assert loaded.interval_text == "1m"
+    assert [g.missing_bars for g in loaded.report.gaps] == [2]
+    assert "bar interval inferred from the data: 1m" in loaded.report.summary()
+    with pytest.raises(CandleValidationError, match="must be 0 days 00:05:00 apart"):
+        load_candles(_write_csv(tmp_path, frame), interval="5min")
+
+
+def test_one_stray_timestamp_does_not_redefine_the_interval(tmp_path, user_frame):
+    stray = user_frame.copy()
+    stray.loc[10, "timestamp"] = stray.loc[10, "timestamp"].replace(":00:00+", ":30:00+")
+    with pytest.raises(CandleValidationError, match="must be 0 days 01:00:00 apart"):
+        load_candles(_write_csv(tmp_path, stray))

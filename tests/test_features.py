@@ -243,3 +243,15 @@ def test_scheduled_closures_can_be_bridged_but_gaps_split_by_default():
     assert [len(s) for s in bridged] == [len(eur)]
     features = compute_features_segmented(eur, max_gap_bars=72)
     assert len(features) == len(eur) - WARMUP_BARS
+
+
+def test_labels_and_segments_follow_the_candles_own_interval(btc_slice):
+    minute = btc_slice.iloc[:600].copy()
+    start = minute["timestamp"].iloc[0]
+    minute["timestamp"] = start + pd.to_timedelta(np.arange(600), unit="min")
+    minute = minute.drop(index=[300])
+    assert [len(s) for s in contiguous_segments(minute)] == [300, 299]
+    labels = make_labels(minute, horizon=1)
+    assert np.isnan(labels.iloc[299]) and not np.isnan(labels.iloc[298])
+    features = compute_features_segmented(minute)
+    assert len(features) == (300 - WARMUP_BARS) + (299 - WARMUP_BARS)

@@ -22,6 +22,7 @@ from features.candles import (
     CandleValidationError,
     Gap,
     find_gaps,
+    infer_interval,
     validate_candles,
 )
 
@@ -53,6 +54,7 @@ class LoadReport:
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (timestamp, reason)
     gaps: list[Gap] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    interval: pd.Timedelta = BAR_INTERVAL
 
     @property
     def missing_bars(self) -> int:
@@ -61,11 +63,20 @@ class LoadReport:
     def summary(self) -> str:
         lines = [
             f"{self.source}: {self.rows_read} rows read, {self.rows_kept} kept, "
-            f"{len(self.dropped)} dropped, {len(self.gaps)} gaps ({self.missing_bars} missing bars)"
+            f"{len(self.dropped)} dropped, {len(self.gaps)} gaps "
+            f"({self.missing_bars} missing bars), bar interval {_interval_text(self.interval)}"
         ]
         lines += [f"  dropped {ts}: {why}" for ts, why in self.dropped]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _interval_text(interval: pd.Timedelta) -> str:
+    seconds = int(interval.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass
@@ -78,6 +89,16 @@ class Candles:
     @property
     def sha256(self) -> str:
         return self.report.sha256
+
+    @property
+    def interval(self) -> pd.Timedelta:
+        """Spacing of the bars (1h for the bundled data; inferred for user files)."""
+        return self.report.interval
+
+    @property
+    def interval_text(self) -> str:
+        """The interval as ``1h``, ``15m``, ``1d``..."""
+        return _interval_text(self.interval)
 
 
 def file_sha256(path: Path) -> str:
@@ -224,13 +245,16 @@ def parse_timestamps(values: pd.Series, *, what: str = "timestamp") -> pd.Series
     return parsed
 
 
-def load_candles(path: str | Path, *, allow_gaps: bool = True) -> Candles:
+def load_candles(
+    path: str | Path, *, allow_gaps: bool = True, interval: str | pd.Timedelta | None = None
+) -> Candles:
     """Load a user's OHLCV candles from CSV (optionally gzipped) or Parquet and validate them.
 
     Required columns (case-insensitive): ``timestamp`` (ISO 8601 with offset, epoch ms, or a
     tz-aware datetime column in Parquet), ``open, high, low, close, volume``. Rows must be
-    oldest first, strictly increasing and on the hourly grid; gaps are reported in the
-    returned report (or raise when ``allow_gaps`` is False). Errors name the row and the rule.
+    oldest first, strictly increasing and on a regular grid of ``interval`` (default: inferred
+    as the smallest step, and reported); gaps are reported in the returned report (or raise when
+    ``allow_gaps`` is False). Errors name the line and the rule.
     """
     path = Path(path)
     if not path.exists():
@@ -247,17 +271,31 @@ def load_candles(path: str | Path, *, allow_gaps: bool = True) -> Candles:
     missing = [c for c in (TIMESTAMP_COLUMN, *OHLCV_COLUMNS) if c not in raw.columns]
     if missing:
         raise CandleValidationError(f"{path}: missing required column(s): {', '.join(missing)}")
-    frame = raw[[TIMESTAMP_COLUMN, *OHLCV_COLUMNS]].copy()
-    frame[TIMESTAMP_COLUMN] = parse_timestamps(frame[TIMESTAMP_COLUMN])
+    rows_read = len(raw)
+    frame = raw[[TIMESTAMP_COLUMN, *OHLCV_COLUMNS]]
+    del raw
+    frame = frame.assign(**{TIMESTAMP_COLUMN: parse_timestamps(frame[TIMESTAMP_COLUMN])})
+    notes = []
+    if interval is None:
+        step = infer_interval(frame[TIMESTAMP_COLUMN].sort_values())
+        notes.append(f"bar interval inferred from the data: {_interval_text(step)}")
+    else:
+        step = pd.Timedelta(interval)
     label = "line" if header_lines else "row"
     clean = validate_candles(
-        frame, allow_gaps=allow_gaps, row_offset=header_lines, row_label=f"{path.name} {label}"
+        frame,
+        interval=step,
+        allow_gaps=allow_gaps,
+        row_offset=header_lines,
+        row_label=f"{path.name} {label}",
     )
     report = LoadReport(
         source=str(path),
         sha256=file_sha256(path),
-        rows_read=len(raw),
+        rows_read=rows_read,
         rows_kept=len(clean),
-        gaps=find_gaps(clean[TIMESTAMP_COLUMN], BAR_INTERVAL),
+        gaps=find_gaps(clean[TIMESTAMP_COLUMN], step),
+        notes=notes,
+        interval=step,
     )
     return Candles(clean, report)

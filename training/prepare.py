@@ -53,8 +53,10 @@ def build_dataset(
     ``max_gap_bars`` bridges scheduled market closures (FX weekends) in the features; labels
     never span a gap either way.
     """
-    feats = compute_features_segmented(candles.frame, max_gap_bars=max_gap_bars)
-    labels = make_labels(candles.frame, label_horizon)
+    feats = compute_features_segmented(
+        candles.frame, max_gap_bars=max_gap_bars, interval=candles.interval
+    )
+    labels = make_labels(candles.frame, label_horizon, interval=candles.interval)
     table = feats.join(labels, how="inner")
     table = table[table[LABEL_NAME].notna()]
     return Dataset(table=table, candles=candles, label_horizon=label_horizon)
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         "--data",
         type=Path,
         default=None,
-        help="CSV/Parquet of hourly OHLCV candles (default: the bundled Binance BTCUSDT 1h data)",
+        help="CSV/Parquet of OHLCV candles at any regular interval (inferred) "
+        "(default: the bundled Binance BTCUSDT 1h data)",
     )
     parser.add_argument(
         "--horizon",

@@ -33,7 +33,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from features import DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
+from features import BAR_INTERVAL, DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
 from monitoring.drift import REFERENCE_FILE, reference_profile
 from training.data import Candles, load_bundled_eurusd
 from training.evaluate import (
@@ -548,7 +548,7 @@ def train_and_save(
         "folds_summary": folds_summary,
     }
     metrics["verdict"] = verdict(metrics["holdout"], folds_summary)
-    if generalisation:
+    if generalisation and candles.interval == BAR_INTERVAL:  # the other market is hourly
         pre_x = features.iloc[pre_holdout.start : pre_holdout.stop]
         pre_y = labels.iloc[pre_holdout.start : pre_holdout.stop]
         metrics["generalisation"] = {
@@ -569,6 +569,8 @@ def train_and_save(
         "holdout_rows": len(holdout.test),
         "gap_bars": config.gap_bars,
         "data_source": candles.report.source,
+        "bar_interval": candles.interval_text,
+        "bar_interval_s": int(candles.interval.total_seconds()),
         "data_sha256": candles.sha256,
         "data_rows_sha256": _rows_sha256(frame),
         "data_range": [
@@ -635,8 +637,8 @@ def _parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         default=None,
-        help="CSV/Parquet of hourly candles (timestamp, open, high, low, close, volume); "
-        "default: the bundled Binance BTCUSDT 1h data",
+        help="CSV/Parquet of candles (timestamp, open, high, low, close, volume) at any regular "
+        "interval (inferred; stored with the model); default: the bundled Binance BTCUSDT 1h data",
     )
     help_text = {
         "label_horizon": "bars ahead the label looks (1 = direction of the next close)",
