@@ -13,7 +13,6 @@ import functools
 import os
 
 import bentoml
-import pandas as pd
 
 from features import FEATURE_SET_VERSION
 from serving import answers, schemas
@@ -40,8 +39,7 @@ limits = {
     "min_candles": served.warmup_bars + 1,
     "max_candles": settings.max_candles,
     "max_windows": settings.max_windows,
-    # The bar interval the model was trained on (models without the key are hourly).
-    "interval": pd.Timedelta(seconds=int(served.metadata.get("bar_interval_s", 3600))),
+    "interval": served.bar_interval,
 }
 # Oversized requests are refused on the raw JSON, before every candle is validated.
 parse_predict_sized = functools.partial(

@@ -98,6 +98,11 @@ def backtest_stored_model(
     load_seconds = time.perf_counter() - started
     tag = str(info["model_tag"])
     horizon = int(info["label_horizon"])
+    if int(info.get("bar_interval_s", 3600)) != 3600:
+        raise ValueError(
+            f"model {tag} was trained on {info.get('bar_interval')} bars; the backtest trades "
+            "hourly bars (fills, annualisation with 8760 bars a year)"
+        )
     train_range = parse_range(info["train_range"], "train_range")
     earliest = earliest_out_of_sample_start(train_range[1], horizon)
     first_bar = earliest if start is None else pd.Timestamp(start)

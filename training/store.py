@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import bentoml
+import pandas as pd
 from bentoml.exceptions import NotFound
 
 from features import FEATURE_NAMES, FEATURE_SET_VERSION, WARMUP_BARS
@@ -71,6 +72,11 @@ class LoadedModel:
     def warmup_bars(self) -> int:
         return int(self.metadata["warmup_bars"])
 
+    @property
+    def bar_interval(self) -> pd.Timedelta:
+        """The bar interval the model was trained on (models saved without it are hourly)."""
+        return pd.Timedelta(seconds=int(self.metadata.get("bar_interval_s", 3600)))
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -103,7 +109,8 @@ def save_model(
         feature_set_version=FEATURE_SET_VERSION,
         threshold=float(model.threshold),
     )
-    all_labels = {"stage": "candidate", "market": "BTCUSDT", "interval": "1h", **(labels or {})}
+    interval = str(metadata.get("bar_interval", "1h"))
+    all_labels = {"stage": "candidate", "market": "BTCUSDT", "interval": interval, **(labels or {})}
     signatures: dict[str, Any] = {"predict_proba": {"batchable": True, "batch_dim": 0}}
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models.model import ModelStore
