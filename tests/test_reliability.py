@@ -1,0 +1,438 @@
+"""Reliability of the served model under bad input, oversized input, load and faults, on real
+``bentoml serve`` / ``bentoml serve-grpc`` processes (bounded in time for CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import bentoml
+import grpc
+import httpx
+import numpy as np
+import psutil
+import pytest
+import schemathesis
+import yaml
+from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import DataGenerationMethod
+
+from client import GrpcClient, HttpClient, ServiceError, candles_payload
+from features import WARMUP_BARS
+from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.test_service import offline_probability
+from training.store import load_model
+
+pytestmark = pytest.mark.integration
+
+API_PATHS = ("/predict", "/indicators", "/model_info")
+FUZZ_EXAMPLES = 40  # per operation and data-generation method; bounded for CI
+
+
+def start_http(home: str, tag: str, log: Path, **env: str):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["serve", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--api-workers", "1"]
+    client = HttpClient(url)
+    return url, running_server(args, server_env(home, tag) | env, log, client.is_ready)
+
+
+def server_processes(server: subprocess.Popen) -> dict[str, psutil.Process]:
+    """``api``, ``features``, ``direction``: the worker processes of a ``bentoml serve``."""
+    found = {}
+    for child in psutil.Process(server.pid).children(recursive=True):
+        command = " ".join(child.cmdline())
+        if "http_api_server" in command or "grpc_api_server" in command:
+            found["api"] = child
+        for runner in ("features", "direction"):
+            if f"--runner-name {runner}" in command:
+                found[runner] = child
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_tag, tmp_path_factory):
+    base = tmp_path_factory.mktemp("reliability-http")
+    home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
+    url, context = start_http(home, trained_model_tag, base / "server.log")
+    with context as process:
+        yield {"url": url, "process": process, "log": base / "server.log"}
+
+
+@pytest.fixture(scope="module")
+def grpc_address(trained_model_tag, tmp_path_factory):
+    port, metrics_port = free_port(), free_port()
+    base = tmp_path_factory.mktemp("reliability-grpc")
+    home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
+    env = server_env(
+        home, trained_model_tag, {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
+    )
+    args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--api-workers", "1"]
+    with GrpcClient(f"127.0.0.1:{port}") as probe:
+        with running_server(args, env, base / "server.log", probe.is_ready):
+            yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def offline(trained_model_tag):
+    return load_model(trained_model_tag)
+
+
+@pytest.fixture(scope="module")
+def windows(btc_slice):
+    """24 real windows of different lengths (241 .. 701 candles)."""
+    return [
+        btc_slice.iloc[start : start + WARMUP_BARS + 1 + 20 * i].reset_index(drop=True)
+        for i, start in enumerate(range(0, 2400, 100))
+    ]
+
+
+def assert_healthy(url: str, window, offline) -> None:
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    with HttpClient(url) as client:
+        answer = client.predict(window)
+    assert answer["probability_up"] == pytest.approx(offline_probability(offline, window), abs=1e-6)
+
+
+# ---------------------------------------------------------------- fuzzing from /docs.json
+
+
+def fuzz_operation(operation, seen: Counter, problems: list[str]):
+    """A hypothesis test sending ``FUZZ_EXAMPLES`` generated requests to one operation."""
+
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
+    @given(case=operation.as_strategy())
+    def fuzz(case) -> None:
+        response = case.call(timeout=60)
+        seen[f"{operation.path} {response.status_code}"] += 1
+        body = case.body if isinstance(case.body, dict) else {}
+        candles = body.get("candles")
+        if isinstance(candles, list) and any(isinstance(c, dict) for c in candles):
+            seen[f"{operation.path} candle objects"] += 1
+        if isinstance(body.get("windows"), list):
+            seen[f"{operation.path} windows"] += 1
+        where = f"{case.method} {operation.path} {str(case.body)[:200]!r}"
+        if response.status_code >= 500:
+            problems.append(f"{where}: {response.status_code} {response.text[:200]}")
+        elif response.status_code >= 400 and operation.path in API_PATHS:
+            answer = response.json()
+            if set(answer) != {"error"} or not str(answer["error"]).strip():
+                problems.append(f"{where}: {response.status_code} without a clear error")
+
+    return fuzz
+
+
+def test_fuzzing_the_openapi_document_finds_no_server_error(server, windows, offline):
+    url = server["url"]
+    schema = schemathesis.from_uri(
+        f"{url}/docs.json",
+        base_url=url,
+        data_generation_methods=[DataGenerationMethod.positive, DataGenerationMethod.negative],
+    )
+    seen: Counter[str] = Counter()
+    problems: list[str] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= set(API_PATHS)
+    for operation in operations:
+        fuzz_operation(operation, seen, problems)()
+    assert problems == []
+    # The generator really builds request objects from the schemas (hypothesis-jsonschema):
+    # candle objects inside windows, batch bodies, and some valid model_info requests.
+    assert seen["/predict candle objects"] >= 10 and seen["/indicators candle objects"] >= 10
+    assert seen["/predict windows"] >= 5
+    assert seen["/predict 400"] >= FUZZ_EXAMPLES and seen["/model_info 200"] >= 1
+    assert_healthy(url, windows[0], offline)
+
+
+# ---------------------------------------------------------------- payload limits
+
+
+def _timed_post(url: str, content, headers: dict | None = None) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    response = httpx.post(url, content=content, headers=headers or {}, timeout=60)
+    return response, time.perf_counter() - started
+
+
+def test_oversized_requests_are_refused_fast_without_memory_growth(
+    server, windows, offline, btc_frame
+):
+    url = f"{server['url']}/predict"
+    api = server_processes(server["process"])["api"]
+    rss_before = api.memory_info().rss
+    json_headers = {"Content-Type": "application/json"}
+    huge_window = json.dumps({"candles": candles_payload(btc_frame) * 3}).encode()
+    assert 14 * 2**20 < len(huge_window) < 16 * 2**20  # just under the body limit
+
+    def streamed(n_mib: int):
+        for _ in range(n_mib):
+            yield b" " * 2**20
+
+    cases = {
+        "declared 64 MiB": (lambda: b" " * (64 * 2**20), 413, "larger than the limit"),
+        "streamed 64 MiB": (lambda: streamed(64), 413, "larger than the limit"),
+        "127k-candle window": (lambda: huge_window, 400, "at most 2048 candles per window"),
+        "65 windows": (
+            lambda: json.dumps({"windows": [{"candles": candles_payload(windows[0])}] * 65}),
+            400,
+            "at most 64 windows per request",
+        ),
+        "2049 candles in a batch": (
+            lambda: json.dumps({"windows": [{"candles": candles_payload(btc_frame.iloc[:2049])}]}),
+            400,
+            "windows[0].candles: at most 2048 candles per window, got 2049",
+        ),
+    }
+    timings = {}
+    for name, (body, status, message) in cases.items():
+        for _ in range(3):
+            response, seconds = _timed_post(url, body(), json_headers)
+            assert response.status_code == status, (name, response.text[:200])
+            assert message in response.json()["error"], name
+            timings[name] = max(timings.get(name, 0.0), seconds)
+    assert max(timings.values()) < 5.0, timings
+    grown_mib = (api.memory_info().rss - rss_before) / 2**20
+    # ~400 MiB were sent; the worker keeps none of it (measured: < 20 MiB of allocator slack).
+    assert grown_mib < 64, f"API worker RSS grew by {grown_mib:.0f} MiB"
+    assert_healthy(server["url"], windows[1], offline)
+
+
+def test_grpc_message_over_the_limit_is_refused(grpc_address, windows):
+    with grpc.insecure_channel(
+        grpc_address, options=[("grpc.max_send_message_length", 64 * 2**20)]
+    ) as channel:
+        stub = service_pb2_grpc.BentoServiceStub(channel)
+        request = service_pb2.Request(api_name="predict", serialized_bytes=b" " * (17 * 2**20))
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Call(request, timeout=60)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with GrpcClient(grpc_address) as client:
+        assert 0 <= client.predict(windows[0])["probability_up"] <= 1
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_many_concurrent_clients_over_http_and_grpc_match_sequential_calls(
+    server, grpc_address, windows, offline
+):
+    with HttpClient(server["url"]) as client:
+        sequential = {i: client.predict(w) for i, w in enumerate(windows)}
+        features = {i: client.indicators(w)["values"] for i, w in enumerate(windows[:6])}
+    for i, window in enumerate(windows):
+        expected = offline_probability(offline, window)
+        assert sequential[i]["probability_up"] == pytest.approx(expected, abs=1e-6)
+
+    duration_s = 20.0
+    deadline = time.monotonic() + duration_s
+    errors: list[str] = []
+    mismatches: list[str] = []
+    calls: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def client_loop(number: int) -> None:
+        over_grpc = number % 2 == 1
+        client = GrpcClient(grpc_address) if over_grpc else HttpClient(server["url"])
+        order = np.random.default_rng(number).permutation(len(windows))
+        with client:
+            step = 0
+            while time.monotonic() < deadline:
+                i = int(order[step % len(order)])
+                step += 1
+                try:
+                    if i < len(features) and step % 3 == 0:
+                        got = client.indicators(windows[i])["values"]
+                        same = got == pytest.approx(features[i], rel=1e-12)
+                    else:
+                        answer = client.predict(windows[i])
+                        reference = sequential[i]
+                        same = answer["probability_up"] == pytest.approx(
+                            reference["probability_up"], abs=1e-6
+                        ) and {k: v for k, v in answer.items() if k != "probability_up"} == {
+                            k: v for k, v in reference.items() if k != "probability_up"
+                        }
+                except (ServiceError, httpx.HTTPError, grpc.RpcError) as exc:
+                    with lock:
+                        errors.append(f"client {number}: {exc!r}"[:300])
+                    continue
+                with lock:
+                    calls["grpc" if over_grpc else "http"] += 1
+                    if not same:
+                        mismatches.append(f"client {number}, window {i}")
+
+    n_clients = 24
+    with ThreadPoolExecutor(max_workers=n_clients) as pool:
+        list(pool.map(client_loop, range(n_clients)))
+    assert errors == []
+    assert mismatches == []
+    assert calls["http"] >= 50 and calls["grpc"] >= 50, calls
+
+
+# ---------------------------------------------------------------- faults
+
+
+def _load(url: str, body: bytes, stop: threading.Event, out: list, n_threads: int = 4) -> list:
+    def loop() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = http.post(
+                        f"{url}/predict", content=body, headers={"Content-Type": "application/json"}
+                    )
+                except httpx.HTTPError as exc:  # a hang (timeout) or a dropped connection
+                    out.append((started, time.monotonic() - started, repr(exc), None))
+                    continue
+                out.append((started, time.monotonic() - started, response.status_code, response))
+
+    threads = [threading.Thread(target=loop) for _ in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+@pytest.mark.parametrize("runner", ["features", "direction"])
+def test_a_killed_runner_gives_prompt_503s_then_the_service_recovers(
+    trained_model_tag, tmp_path, windows, offline, runner
+):
+    home = isolated_home(tmp_path / "home", os.environ["BENTOML_HOME"])
+    url, context = start_http(home, trained_model_tag, tmp_path / "server.log")
+    window = windows[3]
+    body = json.dumps({"candles": candles_payload(window)}).encode()
+    expected = offline_probability(offline, window)
+    with context as server:
+        victim = server_processes(server)[runner]
+        stop = threading.Event()
+        results: list = []
+        threads = _load(url, body, stop, results)
+        time.sleep(2)
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        deadline = killed_at + 90
+        recovered_at = None
+        while time.monotonic() < deadline and recovered_at is None:
+            time.sleep(0.2)
+            after = [r for r in list(results) if r[0] > killed_at]
+            refused = [r for r in after if r[2] == 503]
+            if refused and any(r[2] == 200 and r[0] > refused[-1][0] for r in after):
+                recovered_at = time.monotonic()
+        time.sleep(2)  # keep the load on after recovery
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=90)
+        assert recovered_at is not None, Counter(r[2] for r in results)
+
+        statuses = Counter(r[2] for r in results)
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses[503] >= 1 and statuses[200] >= 1
+        for _, _, status, response in results:
+            if status == 503:
+                assert (
+                    set(response.json()) == {"error"} and "unavailable" in response.json()["error"]
+                )
+        slowest = max(seconds for started, seconds, *_ in results if started > killed_at)
+        assert slowest < 6.0, f"a request waited {slowest:.1f} s for the runner"
+        restarted = server_processes(server)[runner]
+        assert restarted.pid != victim.pid  # BentoML restarted it, nobody else did
+        ok = [r for r in results if r[2] == 200]
+        for *_, response in ok[-10:]:
+            assert response.json()["probability_up"] == pytest.approx(expected, abs=1e-6)
+
+        # An idle kill: no request in flight notices it; the next caller must not hang either.
+        victim = restarted
+        victim.send_signal(signal.SIGKILL)
+        time.sleep(0.5)
+        response, seconds = _timed_post(
+            f"{url}/predict", body, {"Content-Type": "application/json"}
+        )
+        assert response.status_code in (200, 503) and seconds < 6.0, (response.text, seconds)
+        recovery_deadline = time.monotonic() + 90
+        while time.monotonic() < recovery_deadline:
+            response, _ = _timed_post(f"{url}/predict", body, {"Content-Type": "application/json"})
+            if response.status_code == 200:
+                break
+            assert response.status_code == 503
+            time.sleep(0.5)
+        assert response.json()["probability_up"] == pytest.approx(expected, abs=1e-6)
+    events = [
+        json.loads(line)["event"]
+        for line in (tmp_path / "server.log").read_text().splitlines()
+        if line.startswith("{") and '"runner_' in line
+    ]
+    assert "runner_down" in events and "runner_up" in events
+
+
+# ---------------------------------------------------------------- start-up refusals
+
+
+@pytest.fixture
+def broken_store(trained_model_tag, tmp_path):
+    """A store holding one copy of the session model, to be broken by the test."""
+    source = Path(bentoml.models.get(trained_model_tag).path)
+    name, version = trained_model_tag.split(":")
+    target = tmp_path / "home" / "models" / name / version
+    shutil.copytree(source, target)
+    return tmp_path / "home", target
+
+
+def _corrupt_weights(model_dir: Path) -> None:
+    data = bytearray((model_dir / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model_dir / "model.onnx").write_bytes(bytes(data))
+
+
+def _remove_scaler(model_dir: Path) -> None:
+    (model_dir / "scaler.json").unlink()
+
+
+def _other_feature_contract(model_dir: Path) -> None:
+    info = yaml.safe_load((model_dir / "model.yaml").read_text())
+    info["metadata"]["feature_names"] = list(reversed(info["metadata"]["feature_names"]))
+    (model_dir / "model.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_corrupt_weights, "file model.onnx is corrupted (sha256 mismatch)"),
+        (_remove_scaler, "file scaler.json is missing"),
+        (_other_feature_contract, "feature contract mismatch: model was trained on ['ema_dist_50'"),
+    ],
+    ids=["corrupted_file", "missing_file", "contract_mismatch"],
+)
+def test_start_up_refuses_a_broken_model_and_says_which_and_why(
+    broken_store, trained_model_tag, damage, reason
+):
+    home, model_dir = broken_store
+    damage(model_dir)
+    port = free_port()
+    started = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:svc", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=server_env(str(home), trained_model_tag),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode != 0
+    assert f"ModelContractError: {trained_model_tag}: {reason}" in started.stderr
+    with pytest.raises(httpx.TransportError):  # nothing was left serving
+        httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
