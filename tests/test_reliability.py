@@ -210,6 +210,10 @@ def test_oversized_requests_are_refused_fast_without_memory_growth(
             timings[name] = max(timings.get(name, 0.0), seconds)
     assert max(timings.values()) < 5.0, timings
     grown_mib = (api.memory_info().rss - rss_before) / 2**20
+    print(
+        f"slowest refusal (s): {timings}; "
+        f"API worker RSS {rss_before / 2**20:.0f} MiB, +{grown_mib:.1f}"
+    )
     # ~400 MiB were sent; the worker keeps none of it (measured: < 20 MiB of allocator slack).
     assert grown_mib < 64, f"API worker RSS grew by {grown_mib:.0f} MiB"
     assert_healthy(server["url"], windows[1], offline)
@@ -281,6 +285,7 @@ def test_many_concurrent_clients_over_http_and_grpc_match_sequential_calls(
     n_clients = 24
     with ThreadPoolExecutor(max_workers=n_clients) as pool:
         list(pool.map(client_loop, range(n_clients)))
+    print(f"{n_clients} clients for {duration_s:.0f} s: {dict(calls)} answers")
     assert errors == []
     assert mismatches == []
     assert calls["http"] >= 50 and calls["grpc"] >= 50, calls
@@ -349,6 +354,10 @@ def test_a_killed_runner_gives_prompt_503s_then_the_service_recovers(
                     set(response.json()) == {"error"} and "unavailable" in response.json()["error"]
                 )
         slowest = max(seconds for started, seconds, *_ in results if started > killed_at)
+        print(
+            f"{runner} killed: {dict(statuses)}, slowest answer after the kill {slowest:.2f} s, "
+            f"recovered after {recovered_at - killed_at:.1f} s"
+        )
         assert slowest < 6.0, f"a request waited {slowest:.1f} s for the runner"
         restarted = server_processes(server)[runner]
         assert restarted.pid != victim.pid  # BentoML restarted it, nobody else did
@@ -364,6 +373,7 @@ def test_a_killed_runner_gives_prompt_503s_then_the_service_recovers(
             f"{url}/predict", body, {"Content-Type": "application/json"}
         )
         assert response.status_code in (200, 503) and seconds < 6.0, (response.text, seconds)
+        print(f"{runner} killed while idle: next call {response.status_code} in {seconds:.2f} s")
         recovery_deadline = time.monotonic() + 90
         while time.monotonic() < recovery_deadline:
             response, _ = _timed_post(f"{url}/predict", body, {"Content-Type": "application/json"})
