@@ -160,6 +160,8 @@ class ContainerWorkspace:
             f'tmp_dir = "{self.root / "run" / "libpod"}"\n'
             "\n[network]\n"
             'network_backend = "netavark"\n'
+            # `podman system reset` (destroy) removes all networks: keep it off the system's.
+            f'network_config_dir = "{self.root / "networks"}"\n'
         )
         return {
             **os.environ,
