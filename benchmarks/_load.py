@@ -24,6 +24,7 @@ class LoadResult:
 
     Attributes:
         completed: answers received in the measured window.
+        answered: every answer received, warm-up and the final in-flight ones included.
         statuses: count per HTTP status.
         latencies_ms: one per completed answer.
         duration_s: length of the measured window.
@@ -31,6 +32,7 @@ class LoadResult:
     """
 
     completed: int = 0
+    answered: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     duration_s: float = 0.0
@@ -80,6 +82,7 @@ async def _connection(
                     length = int(value)
             await reader.readexactly(length)
             finished = time.perf_counter()
+            result.answered += 1
             if started >= measure_from and finished <= stop_at:
                 result.completed += 1
                 result.statuses[status] += 1

@@ -7,7 +7,13 @@
 adaptive batching as shipped vs disabled, the same ``predict`` load in alternating rounds;
 goal: >= 1.5x req/s at 64 clients, with batch sizes > 1 read from BentoML's
 ``bentoml_runner_adaptive_batch_size`` histogram. Both report the servers' peak RSS (every
-process of the tree) under load. Bodies are real windows of the bundled candles. Usage::
+process of the tree) under load. Bodies are real windows of the bundled candles.
+
+Each comparison also gives a CPU-cost ratio (server CPU per answered request, every process of
+the tree): on a machine shared with other work the scheduler shares time per process, so a
+server with more busy processes (``predict``: API workers + runners) gets a larger share than
+one with fewer (the no-op: API workers only), and req/s ratios lean that way; CPU per request
+does not. Usage::
 
     BENTOML_HOME=/path/with/a/model .venv/bin/python -m benchmarks.bench_service [--help]
 """
@@ -15,11 +21,14 @@ process of the tree) under load. Bodies are real windows of the bundled candles.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +48,40 @@ from loadtests.workload import build_workload
 CEILING_GOAL_RPS_RATIO = 0.6
 CEILING_GOAL_P99_RATIO = 2.0
 BATCHING_GOAL_RPS_RATIO = 1.5
-BATCHING_OFF = {
-    "runners": {
-        "features": {"batching": {"enabled": False}},
-        "direction": {"batching": {"enabled": False}},
-    }
-}
 
 
 def _machine() -> str:
     load = os.getloadavg()
     return f"nproc {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+@dataclass
+class Arm:
+    """One side of a comparison: a server and the API path loaded on it; its runs so far."""
+
+    server: Server
+    path: str
+    runs: dict[int, list[tuple[LoadResult, dict[str, float]]]] = field(default_factory=dict)
+
+    def pooled(self, concurrency: int) -> tuple[LoadResult, float]:
+        """All runs at ``concurrency`` as one result, and the server CPU ms per request."""
+        pooled = LoadResult()
+        cpu_ms = 0.0
+        for result, cpu_by_role in self.runs[concurrency]:
+            pooled.completed += result.completed
+            pooled.statuses.update(result.statuses)
+            pooled.latencies_ms += result.latencies_ms
+            pooled.duration_s += result.duration_s
+            pooled.client_cpu_s += result.client_cpu_s
+            pooled.answered += result.answered
+            cpu_ms += sum(cpu_by_role.values()) * result.answered
+        return pooled, cpu_ms / max(pooled.answered, 1)
+
+
+HEADER = (
+    f"{'arm':<16}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+    f"{'non200':>8}{'client cpu':>11}  server CPU ms per request, by process"
+)
 
 
 def _row(label: str, concurrency: int, result: LoadResult, cpu_ms: dict[str, float]) -> str:
@@ -62,41 +94,73 @@ def _row(label: str, concurrency: int, result: LoadResult, cpu_ms: dict[str, flo
     )
 
 
-HEADER = (
-    f"{'api':<16}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
-    f"{'non200':>8}{'client cpu':>11}  server CPU ms per request, by process"
-)
-
-
 def _measure(
-    server: Server, path: str, bodies: list[bytes], concurrency: int, args: argparse.Namespace
+    arm: Arm, bodies: list[bytes], concurrency: int, args: argparse.Namespace
 ) -> tuple[LoadResult, dict[str, float]]:
     """One load run, and the server's CPU milliseconds per answered request, per process role
-    (warm-up included on both sides of the division: it is the same load)."""
-    before = cpu_seconds_by_role(server.process.pid)
+    (over the whole run: warm-up, measured window and the last answers)."""
+    before = cpu_seconds_by_role(arm.server.process.pid)
     result = run_load(
-        server.address,
-        path,
+        arm.server.address,
+        arm.path,
         bodies,
         concurrency=concurrency,
         duration_s=args.duration_s,
         warmup_s=args.warmup_s,
     )
-    after = cpu_seconds_by_role(server.process.pid)
-    answered = max(result.completed * (args.duration_s + args.warmup_s) / args.duration_s, 1)
+    after = cpu_seconds_by_role(arm.server.process.pid)
+    answered = max(result.answered, 1)
     cpu_ms = {role: (after[role] - before.get(role, 0.0)) * 1000 / answered for role in after}
     return result, cpu_ms
 
 
-def _pooled(results: list[LoadResult]) -> LoadResult:
-    pooled = LoadResult()
-    for result in results:
-        pooled.completed += result.completed
-        pooled.statuses.update(result.statuses)
-        pooled.latencies_ms += result.latencies_ms
-        pooled.duration_s += result.duration_s
-        pooled.client_cpu_s += result.client_cpu_s
-    return pooled
+def _alternate(arms: dict[str, Arm], bodies: list[bytes], args: argparse.Namespace) -> None:
+    """Load the arms in turn (a, b, a, b, ...) at each concurrency, ``args.rounds`` times, so
+    that load from other work on the machine falls on both alike."""
+    print(HEADER)
+    for concurrency in args.concurrency:
+        for _ in range(args.rounds):
+            for label, arm in arms.items():
+                result, cpu_ms = _measure(arm, bodies, concurrency, args)
+                arm.runs.setdefault(concurrency, []).append((result, cpu_ms))
+                print(_row(label, concurrency, result, cpu_ms), flush=True)
+
+
+@dataclass(frozen=True)
+class Ratios:
+    """``test`` against ``base`` at one concurrency.
+
+    Attributes:
+        rps: median over rounds of test req/s / base req/s (each pair measured back to back).
+        p99: test p99 / base p99, over all rounds' latencies.
+        cpu: base CPU ms per request / test CPU ms per request, the whole server tree: the
+            req/s ratio a server bound by its own CPU would show, whatever else runs.
+    """
+
+    rps: float
+    p99: float
+    cpu: float
+    text: str
+
+
+def _ratios(test: Arm, base: Arm, concurrency: int) -> Ratios:
+    per_round = [
+        t.requests_per_s / b.requests_per_s
+        for (t, _), (b, _) in zip(test.runs[concurrency], base.runs[concurrency], strict=True)
+    ]
+    test_all, test_cpu = test.pooled(concurrency)
+    base_all, base_cpu = base.pooled(concurrency)
+    rps = statistics.median(per_round)
+    p99 = test_all.percentile_ms(99) / base_all.percentile_ms(99)
+    text = (
+        f"req/s ratio {rps:.2f} (median of rounds: {', '.join(f'{r:.2f}' for r in per_round)}), "
+        f"p99 ratio {p99:.2f}, CPU-cost ratio {base_cpu / test_cpu:.2f} "
+        f"(server CPU {base_cpu:.1f} vs {test_cpu:.1f} ms/request); "
+        f"req/s {base_all.requests_per_s:.1f} vs {test_all.requests_per_s:.1f}, "
+        f"p99 {base_all.percentile_ms(99):.0f} vs {test_all.percentile_ms(99):.0f} ms; "
+        f"non-200: {base_all.non_200 + test_all.non_200}"
+    )
+    return Ratios(rps, p99, base_cpu / test_cpu, text)
 
 
 def _moved_batches(server: Server, before: dict[str, BatchSizes]) -> dict[str, BatchSizes]:
@@ -119,6 +183,14 @@ def _verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
+def _warm(server: Server, bodies: list[bytes]) -> dict[str, BatchSizes]:
+    """A short unmeasured load (the runners' batching optimisers train on the first calls);
+    the batch histogram after it, and memory peaks reset to measure under load only."""
+    run_load(server.address, "/predict", bodies, concurrency=8, duration_s=2, warmup_s=1)
+    server.memory.reset()
+    return batch_sizes(server.metrics())
+
+
 def bench_ceiling(args: argparse.Namespace, bodies: list[bytes], work_dir: Path) -> None:
     print(f"\n## ceiling: predict_noop vs predict, same server ({_machine()})")
     with serve(
@@ -127,41 +199,31 @@ def bench_ceiling(args: argparse.Namespace, bodies: list[bytes], work_dir: Path)
         bentoml_home=args.bentoml_home,
         model_tag=args.model_tag,
         config=args.config,
+        config_overrides=args.config_overrides,
         env={"BTC_SERVE_BENCHMARK_API": "true"},
         api_workers=args.api_workers,
     ) as server:
-        run_load(server.address, "/predict", bodies, concurrency=8, duration_s=2, warmup_s=1)
-        server.memory.reset()
-        before = batch_sizes(server.metrics())
-        print(HEADER)
-        results: dict[tuple[str, int], list[LoadResult]] = {}
-        for concurrency in args.concurrency:
-            for _ in range(args.rounds):
-                for api in ("predict_noop", "predict"):
-                    result, cpu_ms = _measure(server, f"/{api}", bodies, concurrency, args)
-                    results.setdefault((api, concurrency), []).append(result)
-                    print(_row(api, concurrency, result, cpu_ms), flush=True)
+        before = _warm(server, bodies)
+        arms = {"predict_noop": Arm(server, "/predict_noop"), "predict": Arm(server, "/predict")}
+        _alternate(arms, bodies, args)
         print("peak RSS under load (MiB):", server.memory.report())
         print("runner batches:", _batch_text(_moved_batches(server, before)))
-    print(f"summary over {args.rounds} round(s) each ({_machine()}):")
+    print(f"summary, predict against predict_noop ({_machine()}):")
     for concurrency in args.concurrency:
-        noop = _pooled(results[("predict_noop", concurrency)])
-        predict = _pooled(results[("predict", concurrency)])
-        rps_ratio = predict.requests_per_s / noop.requests_per_s
-        p99_ratio = predict.percentile_ms(99) / noop.percentile_ms(99)
-        ok = rps_ratio >= CEILING_GOAL_RPS_RATIO and p99_ratio <= CEILING_GOAL_P99_RATIO
+        ratios = _ratios(arms["predict"], arms["predict_noop"], concurrency)
+        ok = ratios.rps >= CEILING_GOAL_RPS_RATIO and ratios.p99 <= CEILING_GOAL_P99_RATIO
         print(
-            f"  {concurrency} clients: predict/noop req/s {rps_ratio:.2f} "
-            f"(goal >= {CEILING_GOAL_RPS_RATIO}), p99 {p99_ratio:.2f}x "
-            f"(goal <= {CEILING_GOAL_P99_RATIO}); noop {noop.requests_per_s:.1f} req/s, "
-            f"p99 {noop.percentile_ms(99):.0f} ms; predict {predict.requests_per_s:.1f} req/s, "
-            f"p99 {predict.percentile_ms(99):.0f} ms; non-200: {noop.non_200 + predict.non_200}"
-            f" -> {_verdict(ok)}"
+            f"  {concurrency} clients: {ratios.text} -> goal (req/s >= {CEILING_GOAL_RPS_RATIO}, "
+            f"p99 <= {CEILING_GOAL_P99_RATIO}x) {_verdict(ok)}; by CPU cost "
+            f"{_verdict(ratios.cpu >= CEILING_GOAL_RPS_RATIO)}"
         )
 
 
 def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path) -> None:
-    print(f"\n## adaptive batching: as shipped vs disabled ({_machine()})")
+    print(f"\n## adaptive batching: as configured vs disabled ({_machine()})")
+    off = json.loads(json.dumps(args.config_overrides or {}))
+    for runner in ("features", "direction"):
+        off.setdefault("runners", {}).setdefault(runner, {})["batching"] = {"enabled": False}
     with ExitStack() as stack:
         servers = {
             mode: stack.enter_context(
@@ -175,37 +237,27 @@ def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path
                     api_workers=args.api_workers,
                 )
             )
-            for mode, overrides in (("on", None), ("off", BATCHING_OFF))
+            for mode, overrides in (("on", args.config_overrides), ("off", off))
         }
-        for server in servers.values():
-            run_load(server.address, "/predict", bodies, concurrency=8, duration_s=2, warmup_s=1)
-            server.memory.reset()
-        before = {mode: batch_sizes(server.metrics()) for mode, server in servers.items()}
-        print(HEADER)
-        results: dict[tuple[str, int], list[LoadResult]] = {}
-        for concurrency in args.concurrency:
-            for _ in range(args.rounds):
-                for mode, server in servers.items():
-                    result, cpu_ms = _measure(server, "/predict", bodies, concurrency, args)
-                    results.setdefault((mode, concurrency), []).append(result)
-                    print(_row(f"batching {mode}", concurrency, result, cpu_ms), flush=True)
+        before = {mode: _warm(server, bodies) for mode, server in servers.items()}
+        arms = {f"batching {mode}": Arm(server, "/predict") for mode, server in servers.items()}
+        _alternate(arms, bodies, args)
         moved = {mode: _moved_batches(server, before[mode]) for mode, server in servers.items()}
         for mode, server in servers.items():
             print(f"batching {mode}: peak RSS under load (MiB): {server.memory.report()}")
             print(f"batching {mode}: runner batches: {_batch_text(moved[mode])}")
-    print(f"summary over {args.rounds} round(s) each ({_machine()}):")
+    print(f"summary, batching on against off ({_machine()}):")
     batched = any(v.batches > v.batches_of_one for v in moved["on"].values())
     for concurrency in args.concurrency:
-        on = _pooled(results[("on", concurrency)])
-        off = _pooled(results[("off", concurrency)])
-        ratio = on.requests_per_s / off.requests_per_s
-        goal = f" (goal >= {BATCHING_GOAL_RPS_RATIO} at 64)" if concurrency == 64 else ""
-        verdict = f" -> {_verdict(ratio >= BATCHING_GOAL_RPS_RATIO and batched)}" if goal else ""
-        print(
-            f"  {concurrency} clients: on/off req/s {ratio:.2f}{goal}; on {on.requests_per_s:.1f}"
-            f" req/s p99 {on.percentile_ms(99):.0f} ms; off {off.requests_per_s:.1f} req/s p99 "
-            f"{off.percentile_ms(99):.0f} ms; non-200: {on.non_200 + off.non_200}{verdict}"
-        )
+        ratios = _ratios(arms["batching on"], arms["batching off"], concurrency)
+        verdict = ""
+        if concurrency == 64:
+            verdict = (
+                f" -> goal (req/s >= {BATCHING_GOAL_RPS_RATIO}, batches > 1) "
+                f"{_verdict(ratios.rps >= BATCHING_GOAL_RPS_RATIO and batched)}; by CPU cost "
+                f"{_verdict(ratios.cpu >= BATCHING_GOAL_RPS_RATIO and batched)}"
+            )
+        print(f"  {concurrency} clients: {ratios.text}{verdict}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -216,14 +268,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--only", choices=("ceiling", "batching"), default=None)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per figure")
-    parser.add_argument("--duration-s", type=float, default=20.0, help="measured seconds per run")
-    parser.add_argument("--warmup-s", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per figure")
+    parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds per run")
+    parser.add_argument("--warmup-s", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--window-bars", type=int, default=256)
     parser.add_argument("--model-tag", default=None, help="default: production, else newest")
     parser.add_argument("--bentoml-home", type=Path, default=None, help="default: $BENTOML_HOME")
     parser.add_argument("--config", type=Path, default=CONFIGURATION)
     parser.add_argument("--api-workers", type=int, default=None, help="default: one per CPU")
+    parser.add_argument(
+        "--config-overrides",
+        type=json.loads,
+        default=None,
+        help="BENTOML_CONFIG_OVERRIDES (JSON) for every server, e.g. "
+        '\'{"runners": {"features": {"resources": {"cpu": 1}}}}\'',
+    )
     return parser.parse_args(argv)
 
 
@@ -232,7 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     args.bentoml_home = args.bentoml_home or default_bentoml_home()
     print(time.strftime("%Y-%m-%d %H:%M:%S %Z"), _machine())
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    print(f"commit {git.stdout.strip()}, config {args.config}, api workers {args.api_workers}")
+    print(
+        f"commit {git.stdout.strip()}, config {args.config}, overrides {args.config_overrides}, "
+        f"api workers {args.api_workers or 'default'}"
+    )
     workload = build_workload(window_bars=args.window_bars)
     bodies = [call.body for call in workload.calls["predict"]]
     kib = np.mean([len(b) for b in bodies]) / 1024
