@@ -30,6 +30,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORK_DIR = REPO_ROOT / ".work" / "containers"
 """Persistent workspace for ``make containerize`` (gitignored); tests use a temporary one."""
+BASE_CACHE_DIR = REPO_ROOT / ".work" / "cache"
+"""Where the base rootfs tarball is kept between runs (outside every workspace)."""
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 """The base BentoML 1.4.39 names for ``distro: debian`` and ``python_version: "3.11"``."""
 DEBIAN_SUITE = "bookworm"
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     workspace = ContainerWorkspace(args.work_dir)
     started = time.monotonic()
-    imported = ensure_base_image(workspace, args.work_dir / "cache")
+    imported = ensure_base_image(workspace, BASE_CACHE_DIR)
     seconds = time.monotonic() - started
     state = f"made and imported in {seconds:.0f} s" if imported else "already there"
     print(f"{BASE_IMAGE} in {args.work_dir}: {state}")

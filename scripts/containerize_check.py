@@ -7,7 +7,7 @@ the host network with free loopback ports. Checked: ``/livez`` and ``/readyz`` a
 gRPC health check says SERVING, ``predict`` over HTTP and over gRPC equals the host's prediction
 (same model from the store, reference features, ONNX Runtime), and the server runs as a non-root
 user. Containers are always removed; a temporary workspace (storage, images) is deleted at the
-end, only the base rootfs tarball stays cached under ``.work/containers/cache``.
+end, only the base rootfs tarball stays cached under ``.work/cache``.
 
     python -m scripts.containerize_check                      # newest btcusdt_direction bento
     python -m scripts.containerize_check --bento btcusdt_direction:<version>
@@ -35,6 +35,7 @@ import httpx
 import pandas as pd
 
 from scripts.container_tools import (
+    BASE_CACHE_DIR,
     BASE_IMAGE,
     DEFAULT_WORK_DIR,
     ContainerToolError,
@@ -47,7 +48,6 @@ from scripts.container_tools import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = DEFAULT_WORK_DIR / "cache"
 BENTO_NAME = "btcusdt_direction"
 START_TIMEOUT_S = 240.0
 CONTAINERIZE_TIMEOUT_S = 900.0
@@ -283,7 +283,7 @@ def containerize_check(
     work_dir: Path | None = None,
     keep: bool = False,
     build_only: bool = False,
-    cache_dir: Path = CACHE_DIR,
+    cache_dir: Path = BASE_CACHE_DIR,
 ) -> ContainerCheck:
     """Build the bento's image and (unless ``build_only``) run and check it.
 

@@ -2,7 +2,7 @@
 --backend buildah`` FROM the debootstrap'ed stand-in of ``python:3.11-slim``, run by podman
 (``serve`` and ``serve-grpc``), answering like the host. Needs root and buildah/podman/debootstrap
 (``.ci/run`` installs them); a first run also debootstraps the base (~1-2 min, then cached in
-``.work/containers/cache``)."""
+``.work/cache``)."""
 
 from __future__ import annotations
 
