@@ -1,10 +1,11 @@
-"""What both clients share: request bodies from candles, and the error type."""
+"""What both clients share: the APIs over a transport, request bodies, the error type."""
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 import pandas as pd
 
@@ -57,13 +58,41 @@ def candles_payload(candles: Candles) -> list[dict[str, Any]]:
     return records
 
 
-def predict_body(candles: Candles) -> dict[str, Any]:
-    return {"candles": candles_payload(candles)}
+class ServiceClient(ABC):
+    """The APIs, written once over a transport's :meth:`call` (HTTP or gRPC)."""
 
+    @abstractmethod
+    def call(self, api: str, payload: Any, *, request_id: str | None = None) -> Any:
+        """Call ``api`` with ``payload`` (JSON-able, or JSON bytes as they are); the decoded
+        answer, or :class:`ServiceError`."""
 
-def predict_batch_body(windows: Sequence[Candles]) -> dict[str, Any]:
-    return {"windows": [{"candles": candles_payload(w)} for w in windows]}
+    @abstractmethod
+    def is_ready(self) -> bool:
+        """The server is up and its model loaded."""
 
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
 
-def indicators_body(candles: Candles, all_rows: bool) -> dict[str, Any]:
-    return {"candles": candles_payload(candles), "all_rows": all_rows}
+    def predict(self, candles: Candles) -> dict[str, Any]:
+        """``probability_up``, ``signal``, ``model_tag``, ``timestamp``, ``horizon_bars``."""
+        return self.call("predict", {"candles": candles_payload(candles)})
+
+    def predict_batch(self, windows: Sequence[Candles]) -> list[dict[str, Any]]:
+        """One prediction per window, in order (one request)."""
+        body = {"windows": [{"candles": candles_payload(w)} for w in windows]}
+        return self.call("predict", body)["predictions"]
+
+    def indicators(self, candles: Candles, *, all_rows: bool = False) -> dict[str, Any]:
+        """Feature values of the last candle (``all_rows``: also every warmed-up candle)."""
+        return self.call("indicators", {"candles": candles_payload(candles), "all_rows": all_rows})
+
+    def model_info(self) -> dict[str, Any]:
+        """Tag, stage, metrics, feature contract and data ranges of the served model."""
+        return self.call("model_info", {})
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

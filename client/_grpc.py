@@ -8,7 +8,6 @@ as a ``google.protobuf.Value``, whose numbers are doubles: the integer fields of
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -16,14 +15,7 @@ from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client._common import (
-    Candles,
-    ServiceError,
-    error_message,
-    indicators_body,
-    predict_batch_body,
-    predict_body,
-)
+from client._common import Candles, ServiceClient, ServiceError, error_message
 
 INTEGER_FIELDS = frozenset({"horizon_bars", "warmup_bars", "label_horizon"})
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -41,7 +33,7 @@ def _restore_ints(value: Any) -> Any:
     return value
 
 
-class GrpcClient:
+class GrpcClient(ServiceClient):
     """Calls the service's APIs over gRPC at ``address`` (e.g. ``127.0.0.1:3010``)."""
 
     def __init__(self, address: str = "127.0.0.1:3010", *, timeout_s: float = 60.0):
@@ -69,21 +61,13 @@ class GrpcClient:
             raise ServiceError(code.name, error_message(exc.details() or "")) from None  # type: ignore[attr-defined]
         return _restore_ints(MessageToDict(response.json))
 
-    def predict(self, candles: Candles) -> dict[str, Any]:
-        """``probability_up``, ``signal``, ``model_tag``, ``timestamp``, ``horizon_bars``."""
-        return self.call("predict", predict_body(candles))
-
-    def predict_batch(self, windows: Sequence[Candles]) -> list[dict[str, Any]]:
-        """One prediction per window, in order (one request)."""
-        return self.call("predict", predict_batch_body(windows))["predictions"]
-
     def indicators(self, candles: Candles, *, all_rows: bool = False) -> dict[str, Any]:
         """Feature values of the last candle (``all_rows``: also every warmed-up candle).
 
         A protobuf Struct does not keep key order: ``values`` are put back in the order of
         the model's feature contract (from :meth:`model_info`, fetched once per model tag).
         """
-        answer = self.call("indicators", indicators_body(candles, all_rows))
+        answer = super().indicators(candles, all_rows=all_rows)
         order = self._feature_order(answer["model_tag"])
         for row in [answer, *answer.get("rows", [])]:
             row["values"] = {name: row["values"][name] for name in order}
@@ -94,10 +78,6 @@ class GrpcClient:
             info = self.model_info()
             self._feature_names[info["model_tag"]] = list(info["feature_names"])
         return self._feature_names[model_tag]
-
-    def model_info(self) -> dict[str, Any]:
-        """Tag, stage, metrics, feature contract and data ranges of the served model."""
-        return self.call("model_info", {})
 
     def is_ready(self, timeout_s: float = 1.0) -> bool:
         """The gRPC health check says ``SERVING`` (set once the runners, and so the model,
@@ -111,9 +91,3 @@ class GrpcClient:
 
     def close(self) -> None:
         self._channel.close()
-
-    def __enter__(self) -> GrpcClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()

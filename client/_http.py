@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from client._common import (
-    Candles,
-    ServiceError,
-    error_message,
-    indicators_body,
-    predict_batch_body,
-    predict_body,
-)
+from client._common import ServiceClient, ServiceError, error_message
 
 
-class HttpClient:
+class HttpClient(ServiceClient):
     """Calls the service's JSON APIs at ``base_url`` (e.g. ``http://127.0.0.1:3000``)."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:3000", *, timeout_s: float = 60.0):
@@ -36,22 +28,6 @@ class HttpClient:
             raise ServiceError(response.status_code, error_message(response.content))
         return response.json()
 
-    def predict(self, candles: Candles) -> dict[str, Any]:
-        """``probability_up``, ``signal``, ``model_tag``, ``timestamp``, ``horizon_bars``."""
-        return self.call("predict", predict_body(candles))
-
-    def predict_batch(self, windows: Sequence[Candles]) -> list[dict[str, Any]]:
-        """One prediction per window, in order (one request)."""
-        return self.call("predict", predict_batch_body(windows))["predictions"]
-
-    def indicators(self, candles: Candles, *, all_rows: bool = False) -> dict[str, Any]:
-        """Feature values of the last candle (``all_rows``: also every warmed-up candle)."""
-        return self.call("indicators", indicators_body(candles, all_rows))
-
-    def model_info(self) -> dict[str, Any]:
-        """Tag, stage, metrics, feature contract and data ranges of the served model."""
-        return self.call("model_info", {})
-
     def is_ready(self) -> bool:
         """``/readyz`` answers 200 (the model is loaded and the runners are up)."""
         try:
@@ -61,9 +37,3 @@ class HttpClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> HttpClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
