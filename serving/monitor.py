@@ -38,6 +38,22 @@ MONITOR_NAME = "btcusdt_predictions"
 """The ``bentoml.monitor`` name: the folder of the prediction log under the log path."""
 CANDLE_TIMESTAMP = "candle_timestamp"
 """Column of the last input candle's open time (``timestamp`` is BentoML's own log time)."""
+DEFAULT_LOG_PATH = "prediction_logs"
+"""Log folder when BentoML's configuration names none (its built-in default, ``monitoring``,
+is this project's ``monitoring/`` package folder when served from the repository)."""
+
+
+def monitor_options() -> dict[str, Any] | None:
+    """Options for ``bentoml.monitor``: None (BentoML's configuration) unless that leaves the
+    ``default`` monitor at BentoML's built-in ``log_path``; then the same with
+    :data:`DEFAULT_LOG_PATH`."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    config = BentoMLContainer.config.monitoring
+    options = dict(config.options.get() or {})
+    if config.type.get() in (None, "default") and options.get("log_path") == "monitoring":
+        return {**options, "log_path": DEFAULT_LOG_PATH}
+    return None
 
 
 def load_reference(tag: str) -> dict[str, Any] | None:
@@ -127,10 +143,12 @@ class PredictionMonitor:
         self.served = served
         self.settings = settings
         self.drift: LiveDrift | None = None
+        self.log_options: dict[str, Any] | None = None
         self._log_failed = False
 
     def start(self) -> None:
-        """Load the model's reference profile (if it has one) for the drift gauges."""
+        """Settle the log's options; load the model's reference profile (if it has one)."""
+        self.log_options = monitor_options()
         profile = load_reference(self.served.tag)
         if profile is not None:
             self.drift = LiveDrift(
@@ -144,7 +162,7 @@ class PredictionMonitor:
     def record(self, features: np.ndarray, answers: list[dict[str, Any]]) -> None:
         """Log the predictions and feed the drift window; never fails the request."""
         try:
-            log_predictions(features, answers)
+            log_predictions(features, answers, options=self.log_options)
         except Exception as exc:  # a full disk must not turn answers into errors
             if not self._log_failed:
                 log_event("prediction_log_failed", level=logging.ERROR, error=repr(exc))
@@ -153,9 +171,13 @@ class PredictionMonitor:
             self.drift.observe(features)
 
 
-def log_predictions(features: np.ndarray, answers: list[dict[str, Any]]) -> None:
-    """One prediction-log record per answer (``bentoml.monitor``; a no-op when disabled)."""
-    with bentoml.monitor(MONITOR_NAME) as monitor:
+def log_predictions(
+    features: np.ndarray, answers: list[dict[str, Any]], *, options: dict[str, Any] | None = None
+) -> None:
+    """One prediction-log record per answer (``bentoml.monitor``; a no-op when disabled).
+    ``options`` replace the configured ``monitoring.options`` (used on the first call only)."""
+    settings = {} if options is None else {"monitor_options": options}
+    with bentoml.monitor(MONITOR_NAME, **settings) as monitor:
         for j, name in enumerate(FEATURE_NAMES):
             monitor.log_batch(features[:, j].tolist(), name, "feature", "numerical")
         columns = (
