@@ -176,8 +176,12 @@ def log_predictions(
 ) -> None:
     """One prediction-log record per answer (``bentoml.monitor``; a no-op when disabled).
     ``options`` replace the configured ``monitoring.options`` (used on the first call only)."""
-    settings = {} if options is None else {"monitor_options": options}
-    with bentoml.monitor(MONITOR_NAME, **settings) as monitor:
+    recorder = (  # monitor_options=None would not mean "as configured"
+        bentoml.monitor(MONITOR_NAME)
+        if options is None
+        else bentoml.monitor(MONITOR_NAME, monitor_options=options)
+    )
+    with recorder as monitor:
         for j, name in enumerate(FEATURE_NAMES):
             monitor.log_batch(features[:, j].tolist(), name, "feature", "numerical")
         columns = (
