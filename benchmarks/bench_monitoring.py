@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._load import LoadResult
+
 MONITORING_OFF = {"monitoring": {"enabled": False}}
 
 
@@ -79,10 +81,8 @@ def bench_micro(log_dir: Path) -> None:
     print(f"log size: {size / lines:.0f} bytes per prediction ({lines} lines written)")
 
 
-def _pooled(results):  # type: ignore[no-untyped-def]
-    """One LoadResult of several runs (sums; latencies concatenated)."""
-    from benchmarks._load import LoadResult
-
+def _pooled(results: list[LoadResult]) -> LoadResult:
+    """One result of several runs (sums; latencies concatenated)."""
     pooled = LoadResult()
     for result in results:
         pooled.completed += result.completed
@@ -94,7 +94,7 @@ def _pooled(results):  # type: ignore[no-untyped-def]
 
 
 def bench_server(args: argparse.Namespace, work_dir: Path) -> None:
-    from benchmarks._load import LoadResult, run_load
+    from benchmarks._load import run_load
     from loadtests.server import cpu_seconds_by_role, serve
     from loadtests.workload import build_workload
 
