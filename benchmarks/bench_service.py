@@ -143,7 +143,8 @@ class Ratios:
     text: str
 
 
-def _ratios(test: Arm, base: Arm, concurrency: int) -> Ratios:
+def _ratios(test: Arm, base: Arm, concurrency: int, names: tuple[str, str]) -> Ratios:
+    """``names``: how ``test`` and ``base`` are called in the text."""
     per_round = [
         t.requests_per_s / b.requests_per_s
         for (t, _), (b, _) in zip(test.runs[concurrency], base.runs[concurrency], strict=True)
@@ -152,12 +153,14 @@ def _ratios(test: Arm, base: Arm, concurrency: int) -> Ratios:
     base_all, base_cpu = base.pooled(concurrency)
     rps = statistics.median(per_round)
     p99 = test_all.percentile_ms(99) / base_all.percentile_ms(99)
+    test_name, base_name = names
     text = (
         f"req/s ratio {rps:.2f} (median of rounds: {', '.join(f'{r:.2f}' for r in per_round)}), "
-        f"p99 ratio {p99:.2f}, CPU-cost ratio {base_cpu / test_cpu:.2f} "
-        f"(server CPU {base_cpu:.1f} vs {test_cpu:.1f} ms/request); "
-        f"req/s {base_all.requests_per_s:.1f} vs {test_all.requests_per_s:.1f}, "
-        f"p99 {base_all.percentile_ms(99):.0f} vs {test_all.percentile_ms(99):.0f} ms; "
+        f"p99 ratio {p99:.2f}, CPU-cost ratio {base_cpu / test_cpu:.2f}; "
+        f"{test_name}: {test_all.requests_per_s:.1f} req/s, p99 "
+        f"{test_all.percentile_ms(99):.0f} ms, server CPU {test_cpu:.1f} ms/request; "
+        f"{base_name}: {base_all.requests_per_s:.1f} req/s, p99 "
+        f"{base_all.percentile_ms(99):.0f} ms, server CPU {base_cpu:.1f} ms/request; "
         f"non-200: {base_all.non_200 + test_all.non_200}"
     )
     return Ratios(rps, p99, base_cpu / test_cpu, text)
@@ -210,7 +213,9 @@ def bench_ceiling(args: argparse.Namespace, bodies: list[bytes], work_dir: Path)
         print("runner batches:", _batch_text(_moved_batches(server, before)))
     print(f"summary, predict against predict_noop ({_machine()}):")
     for concurrency in args.concurrency:
-        ratios = _ratios(arms["predict"], arms["predict_noop"], concurrency)
+        ratios = _ratios(
+            arms["predict"], arms["predict_noop"], concurrency, ("predict", "predict_noop")
+        )
         ok = ratios.rps >= CEILING_GOAL_RPS_RATIO and ratios.p99 <= CEILING_GOAL_P99_RATIO
         print(
             f"  {concurrency} clients: {ratios.text} -> goal (req/s >= {CEILING_GOAL_RPS_RATIO}, "
@@ -249,7 +254,7 @@ def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path
     print(f"summary, batching on against off ({_machine()}):")
     batched = any(v.batches > v.batches_of_one for v in moved["on"].values())
     for concurrency in args.concurrency:
-        ratios = _ratios(arms["batching on"], arms["batching off"], concurrency)
+        ratios = _ratios(arms["batching on"], arms["batching off"], concurrency, ("on", "off"))
         verdict = ""
         if concurrency == 64:
             verdict = (

@@ -123,6 +123,29 @@ def test_run_whose_requests_fail_exits_non_zero_and_names_the_failure(tmp_path):
     assert any("connection error" in message for message in summary["failure_messages"])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("enabled", "served"), [("", False), ("true", True)])
+def test_benchmark_baseline_api_exists_only_when_the_setting_enables_it(
+    trained_model_tag, enabled, served
+):
+    env = {**os.environ, "BTC_SERVE_MODEL_TAG": trained_model_tag}
+    env.pop("BTC_SERVE_BENCHMARK_API", None)
+    if enabled:
+        env["BTC_SERVE_BENCHMARK_API"] = enabled
+    listed = subprocess.run(
+        [sys.executable, "-c", "import json, service; print(json.dumps(sorted(service.svc.apis)))"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    apis = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert {"predict", "indicators", "model_info"} <= set(apis)
+    assert ("predict_noop" in apis) is served
+
+
 # ---------------------------------------------------------------- what is sent and checked
 
 
