@@ -177,7 +177,6 @@ def test_oversized_requests_are_refused_fast_without_memory_growth(
 ):
     url = f"{server['url']}/predict"
     api = server_processes(server["process"])["api"]
-    rss_before = api.memory_info().rss
     json_headers = {"Content-Type": "application/json"}
     huge_window = json.dumps({"candles": candles_payload(btc_frame) * 3}).encode()
     assert 14 * 2**20 < len(huge_window) < 16 * 2**20  # just under the body limit
@@ -201,21 +200,23 @@ def test_oversized_requests_are_refused_fast_without_memory_growth(
             "windows[0].candles: at most 2048 candles per window, got 2049",
         ),
     }
-    timings = {}
-    for name, (body, status, message) in cases.items():
-        for _ in range(3):
+    timings: dict[str, float] = {}
+    rss_mib = [api.memory_info().rss / 2**20]
+    for _ in range(5):  # the first rounds set the allocator's high-water mark
+        for name, (body, status, message) in cases.items():
             response, seconds = _timed_post(url, body(), json_headers)
             assert response.status_code == status, (name, response.text[:200])
             assert message in response.json()["error"], name
             timings[name] = max(timings.get(name, 0.0), seconds)
+        rss_mib.append(api.memory_info().rss / 2**20)
+    print(f"slowest refusal (s): {timings}; API worker RSS (MiB) per round: {rss_mib}")
     assert max(timings.values()) < 5.0, timings
-    grown_mib = (api.memory_info().rss - rss_before) / 2**20
-    print(
-        f"slowest refusal (s): {timings}; "
-        f"API worker RSS {rss_before / 2**20:.0f} MiB, +{grown_mib:.1f}"
-    )
-    # ~400 MiB were sent; the worker keeps none of it (measured: < 20 MiB of allocator slack).
-    assert grown_mib < 64, f"API worker RSS grew by {grown_mib:.0f} MiB"
+    # ~750 MiB were sent. Decoding the 15 MiB JSON body costs a transient ~10x in Python
+    # objects and the C allocator keeps part of it as a high-water mark (measured: +25-40 MiB
+    # over the first two rounds, ~1 MiB per such body after that, flat at +~100 MiB after ~70
+    # of them); three more rounds (~450 MiB sent) must keep < 10 MiB.
+    assert rss_mib[2] - rss_mib[0] < 160, rss_mib
+    assert rss_mib[-1] - rss_mib[2] < 10, rss_mib
     assert_healthy(server["url"], windows[1], offline)
 
 
