@@ -62,7 +62,7 @@ serve-grpc: setup  ## gRPC server on GRPC_PORT; Prometheus metrics at http://127
 loadtest: setup  ## bounded headless locust run (LOADTEST_ARGS="--workload grpc --users 32 ...")
 	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m loadtests.run $(LOADTEST_ARGS)
 
-bench: setup  ## the benchmarks recorded in docs/BENCHMARKS.md (a model in BENTOML_HOME; ~10 min)
+bench: setup  ## the benchmarks recorded in docs/BENCHMARKS.md (a model in BENTOML_HOME; ~15 min)
 	$(PY) -m benchmarks.bench_features
 	$(PY) -m benchmarks.bench_runtime
 	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m benchmarks.bench_service
