@@ -123,7 +123,6 @@ def test_run_whose_requests_fail_exits_non_zero_and_names_the_failure(tmp_path):
     assert any("connection error" in message for message in summary["failure_messages"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("enabled", "served"), [("", False), ("true", True)])
 def test_benchmark_baseline_api_exists_only_when_the_setting_enables_it(
     trained_model_tag, enabled, served
