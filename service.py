@@ -110,7 +110,7 @@ async def indicators(request: schemas.IndicatorsRequest) -> dict:
 if settings.benchmark_api:
 
     @svc.api(
-        input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict),
+        input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
         output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
     )
     async def predict_noop(request: schemas.Window | schemas.WindowBatch) -> dict:
