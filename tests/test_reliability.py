@@ -212,11 +212,14 @@ def test_oversized_requests_are_refused_fast_without_memory_growth(
     print(f"slowest refusal (s): {timings}; API worker RSS (MiB) per round: {rss_mib}")
     assert max(timings.values()) < 5.0, timings
     # ~750 MiB were sent. Decoding the 15 MiB JSON body costs a transient ~10x in Python
-    # objects and the C allocator keeps part of it as a high-water mark (measured: +25-40 MiB
-    # over the first two rounds, ~1 MiB per such body after that, flat at +~100 MiB after ~70
-    # of them); three more rounds (~450 MiB sent) must keep < 10 MiB.
-    assert rss_mib[2] - rss_mib[0] < 160, rss_mib
-    assert rss_mib[-1] - rss_mib[2] < 10, rss_mib
+    # objects and the C allocator keeps part of it as a high-water mark that rises in steps
+    # (measured: +25-40 MiB over the first two rounds, then single steps of up to ~30 MiB at
+    # unpredictable rounds, flat at +~100 MiB after ~70 such bodies). So the bound is on the
+    # total and on the trend, not on any one round: all five rounds stay under 160 MiB, and the
+    # last three (~450 MiB sent) grow by less than 45 MiB, which keeping the 15 MiB body (or
+    # either 64 MiB one) once per round would reach.
+    assert rss_mib[-1] - rss_mib[0] < 160, rss_mib
+    assert rss_mib[-1] - rss_mib[2] < 45, rss_mib
     assert_healthy(server["url"], windows[1], offline)
 
 
