@@ -1,10 +1,12 @@
 """The Bento service: ``predict``, ``indicators`` and ``model_info`` over HTTP and gRPC.
 
 ``bentoml serve service:svc`` (HTTP) and ``bentoml serve-grpc service:svc`` (gRPC) serve the
-same APIs. Features and inference run in adaptive-batching runners (:mod:`serving.runners`);
-the handlers validate, call the runners and shape the answer. The model is resolved when this
-module is imported at start-up (``BTC_SERVE_MODEL_TAG``, else ``production``, else the newest)
-and pinned for every worker; a missing or mismatched model stops the start with the reason.
+same APIs. Features and inference run in adaptive-batching runners (:mod:`serving.runners`:
+``direction`` computes a ``predict``'s features and P(up) in one call, ``features`` serves
+``indicators``); the handlers validate, call a runner and shape the answer. The model is
+resolved when this module is imported at start-up (``BTC_SERVE_MODEL_TAG``, else
+``production``, else the newest) and pinned for every worker; a missing or mismatched model
+stops the start with the reason.
 """
 
 from __future__ import annotations
@@ -80,9 +82,9 @@ def _started(_context: object) -> None:
 async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
     """P(up) and the signal at the close of each window's last candle."""
     windows = request_windows(request, **limits)
-    features = await run(features_runner.last_row, [w.ohlcv for w in windows])
+    computed = await run(model_runner.predict_windows, [w.ohlcv for w in windows])
+    features, probabilities = computed[:, :-1], computed[:, -1]
     answers.raise_if_not_finite(features, windows)
-    probabilities = await run(model_runner.predict_proba, features)
     predictions = answers.predictions(served, windows, probabilities)
     monitor.record(features, predictions)
     log_event("predict", signals=[p["signal"] for p in predictions])

@@ -1,10 +1,18 @@
 """The runners: feature computation and model inference, each with adaptive batching.
 
-Both methods are batchable along dimension 0, so BentoML merges concurrent requests into one
+- ``direction`` (:class:`DirectionRunnable`): ``predict``'s whole computation in one runner
+  call, the features of each window's last candle and the model's P(up) on them. One call
+  rather than a features call then a model call: each runner round trip costs the API worker
+  ~2-3 ms of CPU and the runner ~1.5 ms, against ~0.01 ms for the model itself
+  (docs/BENCHMARKS.md, "Service ceiling").
+- ``features`` (:class:`FeatureRunnable`): the ``indicators`` API's features (last candle or
+  every warmed-up candle).
+
+Every method is batchable along dimension 0, so BentoML merges concurrent requests into one
 call (tuned by ``max_batch_size`` / ``max_latency_ms`` in ``configuration.yaml``). Windows
-reach :class:`FeatureRunnable` as a list (they may differ in length); windows of equal length
-are computed together by ``features.compute_window_features``. A window whose features are
-not finite (e.g. degenerate candles) comes back as NaN or as a message, never failing the
+arrive as a list (they may differ in length); windows of equal length are computed together by
+``features.compute_window_features``, the one feature implementation. A window whose features
+are not finite (e.g. degenerate candles) comes back as NaN or as a message, never failing the
 other requests merged into the same batch.
 """
 
@@ -80,18 +88,35 @@ class FeatureRunnable(bentoml.legacy.Runnable):
 
 
 class DirectionRunnable(bentoml.legacy.Runnable):
-    """The stored model (``training.store.load_model``: contract + checksums verified)."""
+    """The stored model (``training.store.load_model``: contract + checksums verified) with the
+    features it is fed. One thread a worker (NumPy features, ONNX Runtime with one intra-op
+    thread), so ``runners.direction.resources.cpu`` is the number of worker processes."""
 
     SUPPORTED_RESOURCES = ("cpu",)
-    SUPPORTS_CPU_MULTI_THREADING = True
+    SUPPORTS_CPU_MULTI_THREADING = False
 
     def __init__(self, model_tag: str):
         self.loaded = load_model(model_tag)
 
     @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """``(n,)`` P(up) for ``(n, n_features)`` raw features."""
-        return self.loaded.model.predict_proba(features)
+    def predict_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        """``(n_windows, n_features + 1)``: the features of each window's last candle, then
+        P(up) in the last column; the whole row is NaN where a feature is not finite.
+
+        Args:
+            windows: ``(n_bars, 5)`` OHLCV arrays of validated candles, oldest first.
+        """
+        started = time.perf_counter()
+        features = _window_features(windows)
+        service_metrics().feature_seconds.labels(method="predict_windows").observe(
+            time.perf_counter() - started
+        )
+        out = np.full((len(windows), features.shape[1] + 1), np.nan)
+        finite = np.isfinite(features).all(axis=1)
+        out[finite, :-1] = features[finite]
+        if finite.any():
+            out[finite, -1] = self.loaded.model.predict_proba(features[finite])
+        return out
 
 
 async def run(method: Any, *args: Any) -> Any:

@@ -30,15 +30,13 @@ from training.data import parse_timestamps
 
 @dataclass(frozen=True)
 class CandleWindow:
-    """One validated window: its field name in the request and its canonical candle frame."""
+    """One validated window: its field name in the request, its canonical candle frame, and the
+    same candles as an ``(n_bars, 5)`` float64 array in :data:`features.OHLCV_COLUMNS` order
+    (the runner input; built once from the parsed values, which validation keeps as they are)."""
 
     field: str
     frame: pd.DataFrame
-
-    @property
-    def ohlcv(self) -> np.ndarray:
-        """``(n_bars, 5)`` float64 in :data:`features.OHLCV_COLUMNS` order (the runner input)."""
-        return self.frame[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+    ohlcv: np.ndarray
 
     @property
     def last_timestamp(self) -> pd.Timestamp:
@@ -167,12 +165,14 @@ def candle_window(
         timestamps = parse_timestamps(pd.Series(stamps), what="timestamp")
     except CandleValidationError as exc:
         raise reject("invalid_timestamp", f"{field} {exc}") from None
+    ohlcv = np.empty((len(candles), len(OHLCV_COLUMNS)), dtype="float64")
     frame = pd.DataFrame({TIMESTAMP_COLUMN: timestamps})
-    for column in OHLCV_COLUMNS:
-        frame[column] = np.fromiter((getattr(c, column) for c in candles), "float64", len(candles))
+    for j, column in enumerate(OHLCV_COLUMNS):
+        ohlcv[:, j] = np.fromiter((getattr(c, column) for c in candles), "float64", len(candles))
+        frame[column] = ohlcv[:, j]
     try:
         validated = validate_candles(frame, interval=interval, row_label=f"{field} row")
-        return CandleWindow(field, validated)
+        return CandleWindow(field, validated, ohlcv)
     except CandleValidationError as exc:
         raise reject("invalid_candles", str(exc)) from None
 

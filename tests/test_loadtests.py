@@ -74,7 +74,8 @@ def test_mixed_http_run_against_a_server_it_starts_passes_and_writes_csv_and_sum
     assert int(aggregated_row(tmp_path)["Request Count"]) == summary["requests"]
     assert (tmp_path / "summary.txt").read_text().startswith("mixed -> http://127.0.0.1:")
     assert summary["server_peak_rss_mib"]["api_server"] > 50
-    assert summary["mean_batch_size"]["features.last_row"] >= 1
+    assert summary["mean_batch_size"]["features.last_row"] >= 1  # indicators
+    assert summary["mean_batch_size"]["direction.predict_windows"] >= 1  # predict
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import DataGenerationMethod
 
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
-from features import WARMUP_BARS
+from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
 from tests.test_service import offline_probability
 from training.store import load_model
@@ -305,7 +305,7 @@ def _load(url: str, body: bytes, stop: threading.Event, out: list, n_threads: in
                 started = time.monotonic()
                 try:
                     response = http.post(
-                        f"{url}/predict", content=body, headers={"Content-Type": "application/json"}
+                        url, content=body, headers={"Content-Type": "application/json"}
                     )
                 except httpx.HTTPError as exc:  # a hang (timeout) or a dropped connection
                     out.append((started, time.monotonic() - started, repr(exc), None))
@@ -318,15 +318,28 @@ def _load(url: str, body: bytes, stop: threading.Event, out: list, n_threads: in
     return threads
 
 
-@pytest.mark.parametrize("runner", ["features", "direction"])
+def _answer(api: str, response: httpx.Response) -> float:
+    """What is compared across the kill: P(up), or the first feature of ``indicators``."""
+    data = response.json()
+    return data["probability_up"] if api == "predict" else next(iter(data["values"].values()))
+
+
+# The runner each API calls: predict -> direction (features + model), indicators -> features.
+@pytest.mark.parametrize(("runner", "api"), [("features", "indicators"), ("direction", "predict")])
 def test_a_killed_runner_gives_prompt_503s_then_the_service_recovers(
-    trained_model_tag, tmp_path, windows, offline, runner
+    trained_model_tag, tmp_path, windows, offline, runner, api
 ):
     home = isolated_home(tmp_path / "home", os.environ["BENTOML_HOME"])
-    url, context = start_http(home, trained_model_tag, tmp_path / "server.log")
+    server_url, context = start_http(home, trained_model_tag, tmp_path / "server.log")
+    url = f"{server_url}/{api}"
     window = windows[3]
     body = json.dumps({"candles": candles_payload(window)}).encode()
-    expected = offline_probability(offline, window)
+    if api == "predict":
+        expected = offline_probability(offline, window)
+    else:
+        expected = float(
+            compute_window_features(window[list(OHLCV_COLUMNS)].to_numpy()[None])[0, 0]
+        )
     with context as server:
         victim = server_processes(server)[runner]
         stop = threading.Event()
@@ -367,25 +380,23 @@ def test_a_killed_runner_gives_prompt_503s_then_the_service_recovers(
         assert restarted.pid != victim.pid  # BentoML restarted it, nobody else did
         ok = [r for r in results if r[2] == 200]
         for *_, response in ok[-10:]:
-            assert response.json()["probability_up"] == pytest.approx(expected, abs=1e-6)
+            assert _answer(api, response) == pytest.approx(expected, rel=1e-9, abs=1e-6)
 
         # An idle kill: no request in flight notices it; the next caller must not hang either.
         victim = restarted
         victim.send_signal(signal.SIGKILL)
         time.sleep(0.5)
-        response, seconds = _timed_post(
-            f"{url}/predict", body, {"Content-Type": "application/json"}
-        )
+        response, seconds = _timed_post(url, body, {"Content-Type": "application/json"})
         assert response.status_code in (200, 503) and seconds < 6.0, (response.text, seconds)
         print(f"{runner} killed while idle: next call {response.status_code} in {seconds:.2f} s")
         recovery_deadline = time.monotonic() + 90
         while time.monotonic() < recovery_deadline:
-            response, _ = _timed_post(f"{url}/predict", body, {"Content-Type": "application/json"})
+            response, _ = _timed_post(url, body, {"Content-Type": "application/json"})
             if response.status_code == 200:
                 break
             assert response.status_code == 503
             time.sleep(0.5)
-        assert response.json()["probability_up"] == pytest.approx(expected, abs=1e-6)
+        assert _answer(api, response) == pytest.approx(expected, rel=1e-9, abs=1e-6)
     events = [
         json.loads(line)["event"]
         for line in (tmp_path / "server.log").read_text().splitlines()

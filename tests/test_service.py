@@ -368,7 +368,7 @@ def test_metrics_are_exposed_and_move_with_calls(
     assert moved("btcusdt_predictions_total", signal=signal, **tag) == 3
     assert moved("btcusdt_probability_up_count", **tag) == 3
     assert moved("btcusdt_request_rejections_total", reason="too_few_candles") == 1
-    assert moved("btcusdt_feature_computation_seconds_count", method="last_row") >= 1
+    assert moved("btcusdt_feature_computation_seconds_count", method="predict_windows") >= 1
     stage = {"stage": "candidate", "feature_set_version": "1"}
     assert metric_value(after, "btcusdt_model_info", **tag, **stage) == 1
 
@@ -381,28 +381,43 @@ def test_metrics_are_exposed_and_move_with_calls(
     assert grpc_moved == 1
 
 
-def test_concurrent_requests_are_batched_by_the_runners(http_url, http, offline, btc_slice):
+def _assert_batched(before: str, after: str, runner: str, method: str, n_requests: int) -> None:
+    """Every request reached ``runner.method``, in fewer calls, some merging several windows."""
+    labels = {"runner_name": runner, "method_name": method}
+
+    def moved(name: str, **more: str) -> float:
+        return metric_value(after, name, **labels, **more) - metric_value(
+            before, name, **labels, **more
+        )
+
+    calls = moved("bentoml_runner_adaptive_batch_size_count")
+    windows_seen = moved("bentoml_runner_adaptive_batch_size_sum")
+    batches_of_one = moved("bentoml_runner_adaptive_batch_size_bucket", le="1.0")
+    assert windows_seen == n_requests, runner
+    assert calls < n_requests, f"{runner}: {calls} calls for {n_requests} requests"
+    assert batches_of_one < calls, f"{runner}: no batch larger than one"
+    assert math.isfinite(calls)
+
+
+@pytest.mark.parametrize("api", ["predict", "indicators"])
+def test_concurrent_requests_are_batched_by_the_runners(http_url, http, offline, btc_slice, api):
+    """predict: one call of the direction runner per batch (features + model); indicators: the
+    features runner. Batched answers equal the offline, one-window-at-a-time ones."""
     windows = [btc_slice.iloc[i * 40 : i * 40 + N_BARS] for i in range(32)]
+    call = getattr(http, api)
     with ThreadPoolExecutor(max_workers=len(windows)) as pool:
-        list(pool.map(http.predict, windows[:16]))  # BentoML's batching warms up on the first calls
+        list(pool.map(call, windows[:16]))  # BentoML's batching warms up on the first calls
         before = httpx.get(f"{http_url}/metrics").text
-        answers = list(pool.map(http.predict, windows))
+        answers = list(pool.map(call, windows))
     after = httpx.get(f"{http_url}/metrics").text
 
-    expected = [offline_probability(offline, w.reset_index(drop=True)) for w in windows]
-    np.testing.assert_allclose([a["probability_up"] for a in answers], expected, atol=1e-6)
-    for runner, method in (("features", "last_row"), ("direction", "predict_proba")):
-        labels = {"runner_name": runner, "method_name": method}
-
-        def moved(name: str, labels=labels, **more: str) -> float:
-            return metric_value(after, name, **labels, **more) - metric_value(
-                before, name, **labels, **more
-            )
-
-        calls = moved("bentoml_runner_adaptive_batch_size_count")
-        windows_seen = moved("bentoml_runner_adaptive_batch_size_sum")
-        batches_of_one = moved("bentoml_runner_adaptive_batch_size_bucket", le="1.0")
-        assert windows_seen == len(windows), runner
-        assert calls < len(windows), f"{runner}: {calls} calls for {len(windows)} requests"
-        assert batches_of_one < calls, f"{runner}: no batch larger than one"
-        assert math.isfinite(calls)
+    if api == "predict":
+        expected = [offline_probability(offline, w.reset_index(drop=True)) for w in windows]
+        np.testing.assert_allclose([a["probability_up"] for a in answers], expected, atol=1e-6)
+        _assert_batched(before, after, "direction", "predict_windows", len(windows))
+    else:
+        for w, answer in zip(windows, answers, strict=True):
+            single = compute_features(w.reset_index(drop=True)).iloc[-1]  # ta, one window
+            got = pd.Series(answer["values"])[single.index]
+            np.testing.assert_allclose(got, single, rtol=1e-9, atol=1e-12)
+        _assert_batched(before, after, "features", "last_row", len(windows))
