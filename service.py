@@ -18,6 +18,7 @@ import bentoml
 
 from features import FEATURE_SET_VERSION
 from serving import answers, schemas
+from serving.guard import runner_sessions_ignore_environment
 from serving.io import ValidatedJSON
 from serving.logs import configure_logging, log_event
 from serving.metrics import service_metrics
@@ -48,6 +49,7 @@ parse_predict_sized = functools.partial(
     parse_predict, max_candles=settings.max_candles, max_windows=settings.max_windows
 )
 parse_indicators_sized = functools.partial(parse_indicators, max_candles=settings.max_candles)
+runner_sessions_ignore_environment()  # no proxy/.netrc lookups per runner call (serving/guard.py)
 monitor = PredictionMonitor(served, settings)  # prediction log + drift gauges (serving/monitor.py)
 
 features_runner = bentoml.legacy.Runner(FeatureRunnable, name="features")

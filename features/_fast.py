@@ -21,10 +21,20 @@ agree to the last bit on real candles, flat (downtime) stretches included:
   ``mean`` seeds) are the same NumPy reductions over contiguous ``(windows, n)`` rows.
 - ``ta``'s Python loops (ATR, ADX) are replayed with their seeds and update expressions.
 
-``tests/test_fast_features.py`` proves the agreement against ``ta`` on the bundled candles.
+Each recursion over the bars exists twice, with the same operations in the same order: as NumPy
+vector operations across all windows (one call per bar and operation, ~1 us of call overhead
+each, whatever the batch) and as plain Python float arithmetic, one window at a time (IEEE
+double like NumPy's, ~50 ns an operation, linear in the batch). Python loops win below
+:data:`PYTHON_LOOPS_MAX_WINDOWS` windows (a runner's adaptive batches are usually that small);
+both give the same bits.
+
+``tests/test_fast_features.py`` proves the agreement against ``ta`` on the bundled candles, on
+both loop flavours, and their bit-for-bit equality.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
@@ -65,13 +75,21 @@ _INV_COND_TOL = np.finfo(np.float64).eps * 1e3
 """pandas' rolling-variance threshold: an update that keeps fewer than ~3 significant digits
 triggers a from-scratch recompute of the window."""
 
+PYTHON_LOOPS_MAX_WINDOWS = 10
+"""Batches up to this many windows step through the bars in Python floats, bigger ones in NumPy
+(measured: ``benchmarks/bench_features.py``, docs/BENCHMARKS.md)."""
 
-def window_features(windows: np.ndarray) -> np.ndarray:
+Loops = Literal["numpy", "python"]
+
+
+def window_features(windows: np.ndarray, *, loops: Loops | None = None) -> np.ndarray:
     """Feature row of the last candle of each window, vectorised across windows.
 
     Args:
         windows: float ``(n_windows, n_bars, 5)``, columns open, high, low, close, volume,
             oldest bar first, ``n_bars >= MIN_BARS``. Validating candles is the caller's job.
+        loops: how the recursions step through the bars (the same bits either way); default
+            ``python`` up to :data:`PYTHON_LOOPS_MAX_WINDOWS` windows, else ``numpy``.
 
     Returns:
         ``(n_windows, len(FEATURE_NAMES))`` float64 in :data:`FEATURE_NAMES` order, unchecked
@@ -82,13 +100,18 @@ def window_features(windows: np.ndarray) -> np.ndarray:
         raise ValueError(f"windows must have shape (n, bars, 5), got {windows.shape}")
     if windows.shape[1] < MIN_BARS:
         raise ValueError(f"the fast path needs at least {MIN_BARS} bars, got {windows.shape[1]}")
+    if loops is None:
+        loops = "python" if windows.shape[0] <= PYTHON_LOOPS_MAX_WINDOWS else "numpy"
+    if loops not in ("numpy", "python"):
+        raise ValueError(f"loops must be 'numpy' or 'python', got {loops!r}")
+    python = loops == "python"
     _, high, low, close, volume = np.ascontiguousarray(windows.transpose(2, 1, 0))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = {
             **_returns(close),
-            **_averages(close),
-            **_rolling_features(high, low, close, volume),
-            **_wilder_features(high, low, close),
+            **_averages(close, python),
+            **_rolling_features(high, low, close, volume, python),
+            **_wilder_features(high, low, close, python),
             **_money_flow(high, low, close, volume),
         }
     return np.stack([out[name] for name in FEATURE_NAMES], axis=1)
@@ -105,7 +128,7 @@ def _returns(close: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _averages(close: np.ndarray) -> dict[str, np.ndarray]:
+def _averages(close: np.ndarray, python: bool) -> dict[str, np.ndarray]:
     """RSI, MACD and EMA distances: one stacked ``ewm`` recursion over the close and RSI's
     gains and losses, then MACD's signal line over the MACD line."""
     diff = close - _shifted(close)
@@ -117,12 +140,13 @@ def _averages(close: np.ndarray) -> dict[str, np.ndarray]:
     inputs[:, : len(spans)] = close[:, None, :]
     inputs[:, -2] = gains
     inputs[:, -1] = losses
-    paths = _ewm_paths(inputs, coms)
+    ewm_paths = _ewm_paths_python if python else _ewm_paths
+    paths = ewm_paths(inputs, coms)
 
     mean_gain, mean_loss = paths[-1, -2], paths[-1, -1]
     rsi = np.where(mean_loss == 0, 100, 100 - (100 / (1 + mean_gain / mean_loss)))
     macd = paths[:, 0] - paths[:, 1]  # missing before bar MACD_SLOW - 1 in ta
-    signal = _ewm_paths(macd[MACD_SLOW - 1 :, None], [_com_from_span(MACD_SIGNAL)])[-1, 0]
+    signal = ewm_paths(macd[MACD_SLOW - 1 :, None], [_com_from_span(MACD_SIGNAL)])[-1, 0]
     last = close[-1]
     return {
         f"rsi_{RSI_WINDOW}": rsi,
@@ -134,7 +158,7 @@ def _averages(close: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _rolling_features(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray, python: bool
 ) -> dict[str, np.ndarray]:
     """Bollinger, stochastic, OBV flow, CCI and Williams %R, with the neutral values of
     :mod:`features.indicators` where a window has no range."""
@@ -149,14 +173,15 @@ def _rolling_features(
     )
     # One stacked running sum; a missing leading value is given as 0, which leaves pandas'
     # all-zero starting state unchanged, exactly as skipping it does.
-    sums = _rolling_kahan_sums(
+    sums = (_rolling_kahan_sums_python if python else _rolling_kahan_sums)(
         np.stack([close, typical, volume, stoch_k], axis=1),
         (BOLLINGER_WINDOW, CCI_WINDOW, OBV_FLOW_WINDOW, STOCH_SMOOTH),
     )
 
     close_window = _tail(close, BOLLINGER_WINDOW)
     mavg = _finish_rolling(close_window, sums[0], mean=True)
-    mstd = _zsqrt(_rolling_variance(close, BOLLINGER_WINDOW))
+    variance = _rolling_variance_python if python else _rolling_variance
+    mstd = _zsqrt(variance(close, BOLLINGER_WINDOW))
     hband = mavg + BOLLINGER_STD * mstd
     lband = mavg - BOLLINGER_STD * mstd
     pband = (close[-1] - lband) / np.where(hband != lband, hband - lband, np.nan)
@@ -203,7 +228,9 @@ def _money_flow(
     return {f"mfi_{MFI_WINDOW}": np.where(np.isnan(mfi), 50.0, mfi)}
 
 
-def _wilder_features(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+def _wilder_features(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, python: bool
+) -> dict[str, np.ndarray]:
     """ATR over the close, ADX, +DI and -DI, replaying ``ta`` 0.11's loops."""
     n_bars = close.shape[0]
     previous = close[:-1]
@@ -214,8 +241,11 @@ def _wilder_features(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> di
         np.maximum(high[1:] - low[1:], np.abs(high[1:] - previous)), np.abs(low[1:] - previous)
     )
     atr = _numpy_sum(true_range[:ATR_WINDOW].T) / float(ATR_WINDOW)
-    for i in range(ATR_WINDOW, n_bars):
-        atr = (atr * (ATR_WINDOW - 1) + true_range[i]) / float(ATR_WINDOW)
+    if python:
+        atr = _wilder_mean_python(atr, true_range[ATR_WINDOW:], ATR_WINDOW)
+    else:
+        for i in range(ATR_WINDOW, n_bars):
+            atr = (atr * (ATR_WINDOW - 1) + true_range[i]) / float(ATR_WINDOW)
 
     # ADX: range, up move and down move from bar 1, seeded with plain sums of bars 1..n at bar
     # n, then x - x / n + value; DI from their ratios, ADX a Wilder average of DX from bar 2n-1.
@@ -227,20 +257,26 @@ def _wilder_features(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> di
     down = low[:-1] - low[1:]
     moves[1:, 1] = np.where((up > down) & (up > 0), up, 0.0)
     moves[1:, 2] = np.where((down > up) & (down > 0), down, 0.0)
-    smoothed = np.empty((n_bars - n, 3, close.shape[1]))
     state = _numpy_sum(moves[1 : n + 1].transpose(1, 2, 0))
-    smoothed[0] = state
-    for i in range(n + 1, n_bars):
-        state = state - state / float(n) + moves[i]
-        smoothed[i - n] = state
+    if python:
+        smoothed = _wilder_sums_python(state, moves[n + 1 :], n)
+    else:
+        smoothed = np.empty((n_bars - n, 3, close.shape[1]))
+        smoothed[0] = state
+        for i in range(n + 1, n_bars):
+            state = state - state / float(n) + moves[i]
+            smoothed[i - n] = state
     true_range_sum, plus_move, minus_move = smoothed[:, 0], smoothed[:, 1], smoothed[:, 2]
     plus_di = np.where(true_range_sum != 0, 100 * (plus_move / true_range_sum), 0.0)
     minus_di = np.where(true_range_sum != 0, 100 * (minus_move / true_range_sum), 0.0)
     di_sum = plus_di + minus_di
     dx = np.where(di_sum != 0, 100 * np.abs((plus_di - minus_di) / di_sum), 0.0)
     adx = _numpy_sum(dx[:n].T) / n
-    for i in range(n, len(dx)):
-        adx = ((adx * (n - 1)) + dx[i]) / float(n)
+    if python:
+        adx = _wilder_mean_python(adx, dx[n:], n)
+    else:
+        for i in range(n, len(dx)):
+            adx = ((adx * (n - 1)) + dx[i]) / float(n)
     return {
         f"atr_norm_{ATR_WINDOW}": atr / close[-1],
         f"adx_{ADX_WINDOW}": adx,
@@ -444,6 +480,144 @@ def _recompute(state: _Welford, values: np.ndarray, bar: int, n: int, redo: np.n
     state.ssqdm[redo] = fresh.ssqdm
     state.comp_add[redo] = fresh.comp_add
     state.comp_remove[redo] = 0.0
+
+
+# -- the same recursions in Python floats, one window at a time ------------------------------
+# Each function mirrors the NumPy function named without ``_python``: same operations, same
+# order, so the same IEEE results (Python floats are C doubles; NumPy's element-wise + - * /
+# are the correctly rounded IEEE operations too).
+
+
+def _ewm_paths_python(values: np.ndarray, coms: list[float]) -> np.ndarray:
+    """:func:`_ewm_paths`."""
+    out = np.empty_like(values)
+    for k, com in enumerate(coms):
+        alpha = 1.0 / (1.0 + com)
+        old = 1.0 - alpha
+        new = 1.0 - old if com == 1 else alpha
+        total = old + new
+        for w, series in enumerate(values[:, k].T.tolist()):
+            state = series[0]
+            path = [state]
+            append = path.append
+            for current in series[1:]:
+                if state != current:
+                    state = (old * state + new * current) / total
+                append(state)
+            out[:, k, w] = path
+    return out
+
+
+def _rolling_kahan_sums_python(values: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
+    """:func:`_rolling_kahan_sums`."""
+    out = np.empty(values.shape[1:])
+    for k, length in enumerate(lengths):
+        for w, series in enumerate(values[:, k].T.tolist()):
+            total = comp_add = comp_remove = 0.0
+            for i, value in enumerate(series):
+                removed = -series[i - length] if i >= length else 0.0
+                y = removed - comp_remove
+                t = total + y
+                comp_remove = t - total - y
+                total = t
+                y = value - comp_add
+                t = total + y
+                comp_add = t - total - y
+                total = t
+            out[k, w] = total
+    return out
+
+
+def _welford_python(
+    series: list[float], first: int, last: int
+) -> tuple[float, float, float, float]:
+    """:class:`_Welford` adding ``series[first:last]``: ``nobs, mean, ssqdm, comp_add``."""
+    nobs = mean = ssqdm = comp = 0.0
+    for value in series[first:last]:
+        nobs += 1.0
+        prev_mean = mean - comp
+        y = value - comp
+        t = y - mean
+        comp = t + mean
+        comp -= y
+        t /= nobs
+        term = value - prev_mean
+        mean += t
+        term *= value - mean
+        ssqdm += term
+    return nobs, mean, ssqdm, comp
+
+
+def _rolling_variance_python(values: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_rolling_variance` (its careful replay, which equals the quick one whenever no
+    recompute is due)."""
+    tol = float(_INV_COND_TOL)
+    out = np.empty(values.shape[1])
+    for w, series in enumerate(values.T.tolist()):
+        nobs = mean = ssqdm = comp_add = comp_remove = 0.0
+        for i, value in enumerate(series):
+            before = ssqdm
+            unstable = False
+            if i >= n:  # remove_var of the bar leaving the window
+                old = series[i - n]
+                nobs -= 1.0
+                prev_mean = mean - comp_remove
+                y = old - comp_remove
+                t = y - mean
+                comp_remove = t + mean
+                comp_remove -= y
+                t /= nobs
+                term = old - prev_mean
+                mean -= t
+                term *= old - mean
+                ssqdm -= term
+                unstable = before * tol > ssqdm
+                before = ssqdm
+            nobs += 1.0  # add_var of the new bar
+            prev_mean = mean - comp_add
+            y = value - comp_add
+            t = y - mean
+            comp_add = t + mean
+            comp_add -= y
+            t /= nobs
+            term = value - prev_mean
+            mean += t
+            term *= value - mean
+            ssqdm += term
+            if unstable or before * tol > ssqdm:  # pandas recomputes the window
+                _, mean, ssqdm, comp_add = _welford_python(series, max(0, i + 1 - n), i + 1)
+                comp_remove = 0.0
+        out[w] = ssqdm / (nobs - 0.0)
+    return out
+
+
+def _wilder_mean_python(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """``x = (x * (n - 1) + value) / n`` over ``values`` (bars, windows) from ``seed``."""
+    out = np.empty_like(seed)
+    keep, divisor = float(n - 1), float(n)
+    for w, (x, series) in enumerate(zip(seed.tolist(), values.T.tolist(), strict=True)):
+        for value in series:
+            x = (x * keep + value) / divisor
+        out[w] = x
+    return out
+
+
+def _wilder_sums_python(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """``ta``'s ADX smoothing ``x = x - x / n + value`` over ``values`` (bars, 3, windows) from
+    ``seed`` (3, windows), every step: ``(bars + 1, 3, windows)``."""
+    out = np.empty((values.shape[0] + 1, *seed.shape))
+    divisor = float(n)
+    for k in range(seed.shape[0]):
+        for w, (x, series) in enumerate(
+            zip(seed[k].tolist(), values[:, k].T.tolist(), strict=True)
+        ):
+            path = [x]
+            append = path.append
+            for value in series:
+                x = x - x / divisor + value
+                append(x)
+            out[:, k, w] = path
+    return out
 
 
 def _zsqrt(variance: np.ndarray) -> np.ndarray:

@@ -123,3 +123,35 @@ def runner_guard(runner: Any) -> RunnerGuard:
         )
         _GUARDS[runner.name] = guard
     return guard
+
+
+def runner_sessions_ignore_environment() -> bool:
+    """Make BentoML's runner clients ignore proxy variables and ``~/.netrc``.
+
+    BentoML 1.4 opens the API worker's session to its runners with ``aiohttp``'s
+    ``trust_env=True``, so every runner call reads the proxy variables and looks ``~/.netrc`` up
+    on a thread-pool hop (~4 % of an API worker's CPU under ``predict`` load, measured with
+    py-spy; docs/BENCHMARKS.md), and a set ``HTTP_PROXY`` could route runner traffic (local
+    sockets or loopback) through a proxy. This sets ``trust_env`` off on each session as it is
+    created. Returns False, changing nothing, if this BentoML version has no such hook (tested
+    against the pinned one, so an upgrade that moves it is noticed).
+    """
+    try:
+        from bentoml._internal.runner.runner_handle.remote import RemoteRunnerClient
+    except ImportError:
+        return False
+    original = RemoteRunnerClient.__dict__.get("_client")
+    if not isinstance(original, property) or original.fget is None:
+        return False
+    if getattr(original.fget, "_ignores_environment", False):
+        return True
+    create = original.fget
+
+    def session_without_environment(self: Any) -> Any:
+        session = create(self)
+        session._trust_env = False
+        return session
+
+    session_without_environment._ignores_environment = True  # type: ignore[attr-defined]
+    RemoteRunnerClient._client = property(session_without_environment)  # type: ignore[method-assign,assignment]
+    return True

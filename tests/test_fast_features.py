@@ -20,13 +20,14 @@ from features import (
     compute_window_features,
     contiguous_segments,
 )
-from features._fast import MIN_BARS, window_features
+from features._fast import MIN_BARS, PYTHON_LOOPS_MAX_WINDOWS, window_features
 from features.indicators import BOLLINGER_WINDOW, indicator_frame
 from training.data import load_bundled_eurusd
 
 RTOL = 1e-9
 ATOL = 1e-12
 WINDOW_LENGTHS = (WARMUP_BARS + 1, 256, 300, 512)
+LOOPS = ["numpy", "python"]  # the two flavours of window_features' recursions
 DOWNTIME_START = pd.Timestamp("2018-02-08 01:00", tz="UTC")
 """First of 33 flat, zero-volume candles (exchange downtime) in the bundled BTCUSDT data."""
 DOWNTIME_BARS = 33
@@ -70,20 +71,22 @@ def downtime(segment) -> int:
     return start
 
 
+@pytest.mark.parametrize("loops", LOOPS)
 @pytest.mark.parametrize("n_bars", WINDOW_LENGTHS)
-def test_fast_path_equals_ta_on_windows_across_the_data(segment, n_bars):
+def test_fast_path_equals_ta_on_windows_across_the_data(segment, n_bars, loops):
     ends = np.linspace(n_bars, len(segment) - 1, 10).astype(int).tolist()
     windows = _windows(segment, ends, n_bars)
-    _assert_matches_reference(window_features(windows), _reference(windows))
+    _assert_matches_reference(window_features(windows, loops=loops), _reference(windows))
 
 
+@pytest.mark.parametrize("loops", LOOPS)
 @pytest.mark.parametrize("n_bars", [WARMUP_BARS + 1, 256])
-def test_fast_path_equals_ta_through_flat_zero_volume_downtime(segment, downtime, n_bars):
+def test_fast_path_equals_ta_through_flat_zero_volume_downtime(segment, downtime, n_bars, loops):
     """Windows ending before, inside (flat at the end, up to fully flat indicator windows) and
     after the 2018-02-08 downtime."""
     offsets = (-1, 0, 1, 4, 13, 18, 19, 20, 24, 32, 33, 34, 45, 60, 200)
     windows = _windows(segment, [downtime + k for k in offsets], n_bars)
-    fast = window_features(windows)
+    fast = window_features(windows, loops=loops)
     _assert_matches_reference(fast, _reference(windows))
     # Fully flat at the end: the neutral values of the range-based oscillators, on both paths.
     flat_row = dict(zip(FEATURE_NAMES, fast[offsets.index(32)], strict=True))
@@ -95,14 +98,18 @@ def test_fast_path_equals_ta_through_flat_zero_volume_downtime(segment, downtime
     assert flat_row["ret_1"] == 0.0
 
 
-def test_bollinger_width_replays_pandas_running_variance_on_a_flat_stretch(segment, downtime):
+@pytest.mark.parametrize("loops", LOOPS)
+def test_bollinger_width_replays_pandas_running_variance_on_a_flat_stretch(
+    segment, downtime, loops
+):
     """Inside the downtime the last 20 closes are equal, yet ta's width is not 0: pandas' running
     variance keeps a residue of earlier bars. A fresh variance of the window says ~0 and would
     miss the reference; the replay matches it."""
     offsets = range(19, DOWNTIME_BARS)  # the last 20 closes are all equal
     windows = _windows(segment, [downtime + k for k in offsets], 256)
-    reference = _reference(windows)[:, FEATURE_NAMES.index(f"bb_wband_{BOLLINGER_WINDOW}")]
-    fast = window_features(windows)[:, FEATURE_NAMES.index(f"bb_wband_{BOLLINGER_WINDOW}")]
+    width = FEATURE_NAMES.index(f"bb_wband_{BOLLINGER_WINDOW}")
+    reference = _reference(windows)[:, width]
+    fast = window_features(windows, loops=loops)[:, width]
     np.testing.assert_allclose(fast, reference, rtol=RTOL, atol=ATOL)
     closes = windows[:, -BOLLINGER_WINDOW:, OHLCV_COLUMNS.index("close")]
     fresh = 4 * closes.std(axis=1) / closes.mean(axis=1) * 100
@@ -112,13 +119,32 @@ def test_bollinger_width_replays_pandas_running_variance_on_a_flat_stretch(segme
     assert (np.abs(fast - fresh) > 1e-6).any()
 
 
-def test_fast_path_equals_ta_at_another_price_scale():
+@pytest.mark.parametrize("loops", LOOPS)
+def test_fast_path_equals_ta_at_another_price_scale(loops):
     """EURUSD quotes near 1.1 (BTCUSDT: 3,000 to 69,000); windows may span weekend gaps,
     which the math ignores."""
     frame = load_bundled_eurusd().frame
     ends = np.linspace(600, len(frame) - 1, 6).astype(int).tolist()
     windows = _windows(frame, ends, 300)
-    _assert_matches_reference(window_features(windows), _reference(windows))
+    _assert_matches_reference(window_features(windows, loops=loops), _reference(windows))
+
+
+def test_python_and_numpy_loops_give_the_same_bits(segment, downtime):
+    """The two loop flavours run the same IEEE operations in the same order: equal to the last
+    bit on 300 random windows of the data, on every window through the downtime (where pandas'
+    variance recomputes) and at several lengths; small batches take the Python loops."""
+    rng = np.random.default_rng(7)
+    for n_bars in (MIN_BARS, 256, 700):
+        ends = rng.integers(n_bars, len(segment), 300).tolist()
+        ends += [downtime + k for k in range(-1, DOWNTIME_BARS + 30)]
+        windows = _windows(segment, ends, n_bars)
+        numpy_loops = window_features(windows, loops="numpy")
+        python_loops = window_features(windows, loops="python")
+        np.testing.assert_array_equal(python_loops, numpy_loops)
+    small = windows[:PYTHON_LOOPS_MAX_WINDOWS]
+    np.testing.assert_array_equal(window_features(small), window_features(small, loops="python"))
+    with pytest.raises(ValueError, match="loops must be 'numpy' or 'python'"):
+        window_features(small, loops="cython")  # type: ignore[arg-type]
 
 
 def test_fast_path_needs_min_bars_which_is_where_every_feature_is_defined(segment):
