@@ -117,3 +117,37 @@ def test_feature_runner_keeps_good_windows_when_one_is_degenerate(btc_slice):
     assert np.isnan(got[1]).any()
     for row, window in ((0, real[0]), (2, real[1]), (3, shorter)):
         np.testing.assert_array_equal(got[row], compute_window_features(window[None])[0])
+
+
+def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path):
+    """BentoML opens its runner sessions with aiohttp's trust_env=True; the service turns it
+    off (serving.guard.runner_sessions_ignore_environment), so a proxy variable or ~/.netrc
+    never applies to runner traffic and is not looked up on every call."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.runner.runner_handle.remote import RemoteRunnerClient
+
+    from serving.guard import runner_sessions_ignore_environment
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    mapping = BentoMLContainer.remote_runner_mapping.get()
+    BentoMLContainer.remote_runner_mapping.set({"direction": "tcp://127.0.0.1:9"})
+
+    async def trusts_environment() -> bool:
+        client = RemoteRunnerClient(SimpleNamespace(name="direction"))  # type: ignore[arg-type]
+        session = client._client  # what every runner call uses
+        try:
+            return session.trust_env
+        finally:
+            await client._reset_client()
+
+    patched_before = getattr(RemoteRunnerClient._client.fget, "_ignores_environment", False)
+    if not patched_before:  # BentoML's own behaviour, which the patch exists for
+        assert asyncio.run(trusts_environment()) is True
+    assert runner_sessions_ignore_environment() is True
+    assert runner_sessions_ignore_environment() is True  # idempotent
+    assert asyncio.run(trusts_environment()) is False
+    BentoMLContainer.remote_runner_mapping.set(mapping)
