@@ -120,9 +120,10 @@ def test_feature_runner_keeps_good_windows_when_one_is_degenerate(btc_slice):
 
 
 def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path):
-    """BentoML opens its runner sessions with aiohttp's trust_env=True; the service turns it
-    off (serving.guard.runner_sessions_ignore_environment), so a proxy variable or ~/.netrc
-    never applies to runner traffic and is not looked up on every call."""
+    """BentoML opens its runner sessions with aiohttp's trust_env=True and OpenTelemetry's
+    hooks; the service turns the first off (serving.guard.runner_sessions_ignore_environment),
+    so a proxy variable or ~/.netrc never applies to runner traffic and is not looked up on
+    every call, and drops the hooks while tracing keeps no trace."""
     import asyncio
     from types import SimpleNamespace
 
@@ -136,18 +137,26 @@ def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path)
     mapping = BentoMLContainer.remote_runner_mapping.get()
     BentoMLContainer.remote_runner_mapping.set({"direction": "tcp://127.0.0.1:9"})
 
-    async def trusts_environment() -> bool:
+    async def session_settings() -> tuple[bool, int]:
+        """``trust_env`` and the number of trace hooks of a runner client's session."""
         client = RemoteRunnerClient(SimpleNamespace(name="direction"))  # type: ignore[arg-type]
         session = client._client  # what every runner call uses
         try:
-            return session.trust_env
+            return session.trust_env, len(session._trace_configs)
         finally:
             await client._reset_client()
 
     patched_before = getattr(RemoteRunnerClient._client.fget, "_ignores_environment", False)
-    if not patched_before:  # BentoML's own behaviour, which the patch exists for
-        assert asyncio.run(trusts_environment()) is True
+    if not patched_before:  # BentoML's own set-up, which the patch exists for
+        assert asyncio.run(session_settings()) == (True, 1)
     assert runner_sessions_ignore_environment() is True
     assert runner_sessions_ignore_environment() is True  # idempotent
-    assert asyncio.run(trusts_environment()) is False
-    BentoMLContainer.remote_runner_mapping.set(mapping)
+    # Default configuration: tracing keeps no trace, so no span per runner call either.
+    assert BentoMLContainer.config.tracing.sample_rate.get() is None
+    assert asyncio.run(session_settings()) == (False, 0)
+    BentoMLContainer.config.tracing.sample_rate.set(1.0)  # tracing on: spans stay
+    try:
+        assert asyncio.run(session_settings()) == (False, 1)
+    finally:
+        BentoMLContainer.config.tracing.sample_rate.set(None)
+        BentoMLContainer.remote_runner_mapping.set(mapping)
