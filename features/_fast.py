@@ -528,23 +528,27 @@ def _rolling_kahan_sums_python(values: np.ndarray, lengths: tuple[int, ...]) -> 
     return out
 
 
-def _welford_python(
-    series: list[float], first: int, last: int
+def _welford_update(
+    value: float, nobs: float, mean: float, ssqdm: float, comp: float, add: bool
 ) -> tuple[float, float, float, float]:
-    """:class:`_Welford` adding ``series[first:last]``: ``nobs, mean, ssqdm, comp_add``."""
-    nobs = mean = ssqdm = comp = 0.0
-    for value in series[first:last]:
-        nobs += 1.0
-        prev_mean = mean - comp
-        y = value - comp
-        t = y - mean
-        comp = t + mean
-        comp -= y
-        t /= nobs
-        term = value - prev_mean
+    """:meth:`_Welford.update` for one window: ``add_var`` or ``remove_var`` of ``value``;
+    the new ``nobs, mean, ssqdm`` and compensation (``comp_add`` or ``comp_remove``)."""
+    nobs += 1.0 if add else -1.0
+    prev_mean = mean - comp
+    y = value - comp
+    t = y - mean
+    comp = t + mean
+    comp -= y
+    t /= nobs
+    term = value - prev_mean
+    if add:
         mean += t
         term *= value - mean
         ssqdm += term
+    else:
+        mean -= t
+        term *= value - mean
+        ssqdm -= term
     return nobs, mean, ssqdm, comp
 
 
@@ -558,34 +562,18 @@ def _rolling_variance_python(values: np.ndarray, n: int) -> np.ndarray:
         for i, value in enumerate(series):
             before = ssqdm
             unstable = False
-            if i >= n:  # remove_var of the bar leaving the window
-                old = series[i - n]
-                nobs -= 1.0
-                prev_mean = mean - comp_remove
-                y = old - comp_remove
-                t = y - mean
-                comp_remove = t + mean
-                comp_remove -= y
-                t /= nobs
-                term = old - prev_mean
-                mean -= t
-                term *= old - mean
-                ssqdm -= term
+            if i >= n:  # the bar leaving the window
+                nobs, mean, ssqdm, comp_remove = _welford_update(
+                    series[i - n], nobs, mean, ssqdm, comp_remove, False
+                )
                 unstable = before * tol > ssqdm
                 before = ssqdm
-            nobs += 1.0  # add_var of the new bar
-            prev_mean = mean - comp_add
-            y = value - comp_add
-            t = y - mean
-            comp_add = t + mean
-            comp_add -= y
-            t /= nobs
-            term = value - prev_mean
-            mean += t
-            term *= value - mean
-            ssqdm += term
-            if unstable or before * tol > ssqdm:  # pandas recomputes the window
-                _, mean, ssqdm, comp_add = _welford_python(series, max(0, i + 1 - n), i + 1)
+            nobs, mean, ssqdm, comp_add = _welford_update(value, nobs, mean, ssqdm, comp_add, True)
+            if unstable or before * tol > ssqdm:  # pandas recomputes the window (_recompute)
+                fresh = (0.0, 0.0, 0.0, 0.0)
+                for old in series[max(0, i + 1 - n) : i + 1]:
+                    fresh = _welford_update(old, *fresh, True)
+                _, mean, ssqdm, comp_add = fresh
                 comp_remove = 0.0
         out[w] = ssqdm / (nobs - 0.0)
     return out

@@ -32,6 +32,7 @@ from monitoring.drift import (
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
+    add_logs_argument,
     latest_model_tag,
     read_predictions,
     utc_timestamp,
@@ -165,12 +166,7 @@ def _parser() -> argparse.ArgumentParser:
         "training reference (PSI and KS per feature; overall and per day).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--logs",
-        type=Path,
-        default=Path("prediction_logs"),
-        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
-    )
+    add_logs_argument(parser)
     parser.add_argument(
         "--model-tag", help="model whose predictions to read (default: the latest in the log)"
     )

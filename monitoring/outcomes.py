@@ -29,6 +29,7 @@ from features import make_labels
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
+    add_logs_argument,
     latest_model_tag,
     read_predictions,
     utc_timestamp,
@@ -157,12 +158,7 @@ def _parser() -> argparse.ArgumentParser:
         "outcomes from candles (rolling accuracy / ROC-AUC / Brier), with retraining advice.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--logs",
-        type=Path,
-        default=Path("prediction_logs"),
-        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
-    )
+    add_logs_argument(parser)
     parser.add_argument(
         "--data",
         type=Path,

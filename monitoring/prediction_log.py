@@ -10,6 +10,7 @@ of the window's last candle) and BentoML's ``timestamp`` (when it was logged), `
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from pathlib import Path
@@ -29,6 +30,16 @@ logger = logging.getLogger(__name__)
 
 class PredictionLogError(ValueError):
     """No prediction log where one was expected, or nothing usable in it."""
+
+
+def add_logs_argument(parser: argparse.ArgumentParser) -> None:
+    """The CLIs' ``--logs`` option: where the service wrote its prediction log."""
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path("prediction_logs"),
+        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
+    )
 
 
 def log_files(path: Path) -> list[Path]:

@@ -18,7 +18,6 @@ other requests merged into the same batch.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -63,27 +62,20 @@ class FeatureRunnable(bentoml.legacy.Runnable):
         Args:
             windows: ``(n_bars, 5)`` OHLCV arrays of validated candles, oldest first.
         """
-        started = time.perf_counter()
-        features = _window_features(windows)
-        service_metrics().feature_seconds.labels(method="last_row").observe(
-            time.perf_counter() - started
-        )
-        return features
+        with service_metrics().feature_seconds.labels(method="last_row").time():
+            return _window_features(windows)
 
     @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
     def all_rows(self, frames: list[pd.DataFrame]) -> list[np.ndarray | str]:
         """``features.compute_features`` of each validated candle frame (warmed-up rows), or
         the error message where a value is not finite."""
-        started = time.perf_counter()
         results: list[np.ndarray | str] = []
-        for frame in frames:
-            try:
-                results.append(compute_features(frame).to_numpy())
-            except CandleValidationError as exc:
-                results.append(str(exc))
-        service_metrics().feature_seconds.labels(method="all_rows").observe(
-            time.perf_counter() - started
-        )
+        with service_metrics().feature_seconds.labels(method="all_rows").time():
+            for frame in frames:
+                try:
+                    results.append(compute_features(frame).to_numpy())
+                except CandleValidationError as exc:
+                    results.append(str(exc))
         return results
 
 
@@ -106,11 +98,8 @@ class DirectionRunnable(bentoml.legacy.Runnable):
         Args:
             windows: ``(n_bars, 5)`` OHLCV arrays of validated candles, oldest first.
         """
-        started = time.perf_counter()
-        features = _window_features(windows)
-        service_metrics().feature_seconds.labels(method="predict_windows").observe(
-            time.perf_counter() - started
-        )
+        with service_metrics().feature_seconds.labels(method="predict_windows").time():
+            features = _window_features(windows)
         out = np.full((len(windows), features.shape[1] + 1), np.nan)
         finite = np.isfinite(features).all(axis=1)
         out[finite, :-1] = features[finite]
