@@ -1,7 +1,8 @@
 """Data-drift statistics: a compact reference profile per feature, PSI and the KS statistic.
 
 A model stores :func:`reference_profile` of the features it was trained on (``reference.json``
-in its model directory); the service and the offline CLI compare recent features with it.
+in its model directory, written and read by :mod:`artifact`); the service and the offline CLI
+(``python -m monitoring.drift``) compare recent features with it.
 
 - PSI (population stability index) over the reference deciles:
   ``sum((p_cur - p_ref) * ln(p_cur / p_ref))``; common reading: < 0.1 stable, 0.1-0.25 moderate,
@@ -18,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-REFERENCE_FILE = "reference.json"
-"""Name of the reference profile inside a model's directory (written by ``training.train``)."""
 PSI_BINS = 10
 QUANTILES = 200
 PSI_EPSILON = 1e-4
@@ -93,15 +92,3 @@ def drift_table(profile: Mapping[str, Any], features: np.ndarray, names: Sequenc
         )
         out[name] = {"psi": value, "ks": ks_statistic(ref, x[:, j]), "level": level}
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m monitoring.drift``: drift of the prediction log (:mod:`monitoring.drift_report`;
-    imported here only when run, so the service's import of this module stays light)."""
-    from monitoring.drift_report import main as report_main
-
-    return report_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
