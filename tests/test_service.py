@@ -225,6 +225,43 @@ def test_indicators_all_rows_are_every_warmed_up_row(http, window):
     assert answer["values"] == answer["rows"][-1]["values"]
 
 
+def test_outage_windows_are_answered_with_finite_values(http, grpc_client, offline, outage_windows):
+    """Flat, zero-volume tails at 40 price levels: 80 of 80 calls (``predict`` and
+    ``indicators``) answered, with the offline model's P(up) and finite features."""
+    answered = 0
+    for window in outage_windows:
+        prediction = http.predict(window)
+        assert prediction["probability_up"] == pytest.approx(
+            offline_probability(offline, window), rel=1e-6
+        )
+        answered += 1
+        values = http.indicators(window)["values"]
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert values["cci_20"] == 0.0
+        answered += 1
+    assert answered == 80 == 2 * len(outage_windows)
+    batch = grpc_client.predict_batch(outage_windows)  # one request, merged in the runner
+    assert [p["probability_up"] for p in batch] == pytest.approx(
+        [offline_probability(offline, w) for w in outage_windows], rel=1e-6
+    )
+
+
+def test_a_feature_that_cannot_be_computed_is_named_in_the_refusal(http, grpc_client, window):
+    """Valid candles whose volumes overflow float64 in OBV's sums: the 400 / INVALID_ARGUMENT
+    names that feature (not the first column of the row)."""
+    overflowing = window.assign(volume=1e308)
+    calls = [call for client in (http, grpc_client) for call in (client.predict, client.indicators)]
+    calls.append(lambda candles: http.indicators(candles, all_rows=True))
+    for call in calls:
+        with pytest.raises(ServiceError) as refused:
+            call(overflowing)
+        assert refused.value.status in (400, "INVALID_ARGUMENT")
+        assert refused.value.error.startswith("candles: feature obv_flow_24 is not finite")
+    with pytest.raises(ServiceError) as refused:
+        http.predict_batch([window, overflowing])
+    assert refused.value.error.startswith("windows[1].candles: feature obv_flow_24 is not finite")
+
+
 # ---------------------------------------------------------------- invalid input
 
 
