@@ -17,6 +17,7 @@ import os
 import bentoml
 from bentoml._internal.context import server_context
 
+from artifact import load_model, model_summary
 from features import FEATURE_SET_VERSION
 from serving import answers, grpc_status, schemas
 from serving.guard import runner_sessions_ignore_environment
@@ -39,7 +40,6 @@ from serving.windows import (
     parse_predict,
     request_windows,
 )
-from training.store import load_model, model_summary
 
 silence_legacy_api_warnings()  # the legacy API on purpose (gRPC, runners): serving/startup.py
 settings = ServeSettings()

@@ -187,6 +187,19 @@ def test_flat_market_gives_neutral_oscillators_not_nan(btc_slice):
     assert last["bb_pband_20"] == 0.5
     assert last["mfi_14"] == 50.0
     assert last["ret_1"] == 0.0
+    assert last["cci_20"] == 0.0
+
+
+def test_outage_tails_are_answered_at_every_price_level(outage_windows):
+    """Training's path (``compute_features``) on the 40 flat-tail windows: every warmed-up row
+    finite, the last one equal to the window path's, CCI 0 once 20 typical prices are equal."""
+    for window in outage_windows:
+        features = compute_features(window)
+        assert np.isfinite(features.to_numpy()).all()
+        ohlcv = window[list(OHLCV_COLUMNS)].to_numpy()[None]
+        np.testing.assert_array_equal(features.iloc[-1], compute_window_features(ohlcv)[0])
+        assert (features["cci_20"].iloc[-11:] == 0.0).all()
+        assert (features["cci_20"].iloc[-40:-30] != 0.0).all()
 
 
 def test_window_features_equal_last_row_of_compute_features(btc_slice):

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 
+from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
 from features import (
     FEATURE_NAMES,
@@ -27,7 +28,6 @@ from features import (
     compute_window_features,
 )
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
-from training.store import load_model
 
 pytestmark = pytest.mark.integration
 
@@ -230,6 +230,43 @@ def test_indicators_all_rows_are_every_warmed_up_row(http, window):
     got = np.array([list(r["values"].values()) for r in answer["rows"]])
     np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-9, atol=1e-12)
     assert answer["values"] == answer["rows"][-1]["values"]
+
+
+def test_outage_windows_are_answered_with_finite_values(http, grpc_client, offline, outage_windows):
+    """Flat, zero-volume tails at 40 price levels: 80 of 80 calls (``predict`` and
+    ``indicators``) answered, with the offline model's P(up) and finite features."""
+    answered = 0
+    for window in outage_windows:
+        prediction = http.predict(window)
+        assert prediction["probability_up"] == pytest.approx(
+            offline_probability(offline, window), rel=1e-6
+        )
+        answered += 1
+        values = http.indicators(window)["values"]
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert values["cci_20"] == 0.0
+        answered += 1
+    assert answered == 80 == 2 * len(outage_windows)
+    batch = grpc_client.predict_batch(outage_windows)  # one request, merged in the runner
+    assert [p["probability_up"] for p in batch] == pytest.approx(
+        [offline_probability(offline, w) for w in outage_windows], rel=1e-6
+    )
+
+
+def test_a_feature_that_cannot_be_computed_is_named_in_the_refusal(http, grpc_client, window):
+    """Valid candles whose volumes overflow float64 in OBV's sums: the 400 / INVALID_ARGUMENT
+    names that feature (not the first column of the row)."""
+    overflowing = window.assign(volume=1e308)
+    calls = [call for client in (http, grpc_client) for call in (client.predict, client.indicators)]
+    calls.append(lambda candles: http.indicators(candles, all_rows=True))
+    for call in calls:
+        with pytest.raises(ServiceError) as refused:
+            call(overflowing)
+        assert refused.value.status in (400, "INVALID_ARGUMENT")
+        assert refused.value.error.startswith("candles: feature obv_flow_24 is not finite")
+    with pytest.raises(ServiceError) as refused:
+        http.predict_batch([window, overflowing])
+    assert refused.value.error.startswith("windows[1].candles: feature obv_flow_24 is not finite")
 
 
 # ---------------------------------------------------------------- invalid input
