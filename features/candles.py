@@ -102,6 +102,8 @@ def validate_candles(
     Canonical form: columns ``timestamp, open, high, low, close, volume`` (timestamp tz-aware
     UTC, the rest float64), a fresh RangeIndex, nothing else. Nothing is repaired silently:
     the first violation raises :class:`CandleValidationError` naming the row and the rule.
+    The rules on values are :func:`check_candle_arrays`'s; this wrapper adds the frame-level
+    ones (columns present, timestamps tz-aware, numbers parseable).
 
     Args:
         frame: candles, oldest first.
@@ -117,9 +119,6 @@ def validate_candles(
     if len(frame) == 0:
         raise CandleValidationError("no candles")
 
-    def where(i: int) -> str:
-        return f"{row_label} {int(i) + row_offset}"
-
     ts = frame[TIMESTAMP_COLUMN]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         raise CandleValidationError(
@@ -127,32 +126,82 @@ def validate_candles(
         )
     ts = ts.dt.tz_convert("UTC").reset_index(drop=True)
     if ts.isna().any():
-        raise CandleValidationError(
-            f"{where(int(np.argmax(ts.isna().to_numpy())))}: timestamp is missing"
-        )
+        i = int(np.argmax(ts.isna().to_numpy()))
+        raise CandleValidationError(f"{row_label} {i + row_offset}: timestamp is missing")
 
-    out = pd.DataFrame({TIMESTAMP_COLUMN: ts})
-    for col in OHLCV_COLUMNS:
+    ohlcv = np.empty((len(frame), len(OHLCV_COLUMNS)), dtype="float64")
+    for j, col in enumerate(OHLCV_COLUMNS):
         values = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
-        bad = ~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
+        ohlcv[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isfinite(ohlcv[:, j])
         if bad.any():
             i = int(np.argmax(bad))
             raise CandleValidationError(
-                f"{where(i)}: {col} must be a finite number, got {frame[col].iloc[i]!r}"
+                f"{row_label} {i + row_offset}: {col} must be a finite number, "
+                f"got {frame[col].iloc[i]!r}"
             )
-        out[col] = values.to_numpy(dtype="float64")
+    check_candle_arrays(
+        ts.astype("datetime64[us, UTC]").array.asi8,
+        ohlcv,
+        interval=interval,
+        allow_gaps=allow_gaps,
+        row_offset=row_offset,
+        row_label=row_label,
+    )
+    out = pd.DataFrame({TIMESTAMP_COLUMN: ts})
+    for j, col in enumerate(OHLCV_COLUMNS):
+        out[col] = ohlcv[:, j]
+    return out
 
-    for col in ("open", "high", "low", "close"):
-        bad = out[col].to_numpy() <= 0
+
+def _stamp(us: int | np.integer) -> pd.Timestamp:
+    return pd.Timestamp(int(us), unit="us", tz="UTC")
+
+
+def check_candle_arrays(
+    timestamps_us: np.ndarray,
+    ohlcv: np.ndarray,
+    *,
+    interval: pd.Timedelta | None = BAR_INTERVAL,
+    allow_gaps: bool = False,
+    row_offset: int = 0,
+    row_label: str = "row",
+) -> None:
+    """The candle rules on arrays: the one rule set, for files (through
+    :func:`validate_candles`), request windows and the backtest, without pandas.
+
+    Args:
+        timestamps_us: ``(n,)`` int64 UTC open times in microseconds since the epoch (the
+            resolution pandas parses to; it spans years 1 to 9999).
+        ohlcv: ``(n, 5)`` float64 in :data:`OHLCV_COLUMNS` order.
+        interval, allow_gaps, row_offset, row_label: as in :func:`validate_candles`.
+
+    Raises:
+        CandleValidationError: the first rule broken, naming the row, as ``validate_candles``.
+    """
+
+    def where(i: int | np.integer) -> str:
+        return f"{row_label} {int(i) + row_offset}"
+
+    if len(timestamps_us) == 0:
+        raise CandleValidationError("no candles")
+    finite = np.isfinite(ohlcv)
+    if not finite.all():
+        j = int(np.argmax(~finite.all(axis=0)))
+        i = int(np.argmax(~finite[:, j]))
+        raise CandleValidationError(
+            f"{where(i)}: {OHLCV_COLUMNS[j]} must be a finite number, got {float(ohlcv[i, j])!r}"
+        )
+    o, h, low, c, volume = (ohlcv[:, j] for j in range(5))
+    for name, values in (("open", o), ("high", h), ("low", low), ("close", c)):
+        bad = values <= 0
         if bad.any():
             i = int(np.argmax(bad))
-            raise CandleValidationError(f"{where(i)}: {col} must be > 0, got {out[col].iloc[i]}")
-    bad = out["volume"].to_numpy() < 0
+            raise CandleValidationError(f"{where(i)}: {name} must be > 0, got {values[i]}")
+    bad = volume < 0
     if bad.any():
         i = int(np.argmax(bad))
-        raise CandleValidationError(f"{where(i)}: volume must be >= 0, got {out['volume'].iloc[i]}")
-
-    o, h, low, c = (out[k].to_numpy() for k in ("open", "high", "low", "close"))
+        raise CandleValidationError(f"{where(i)}: volume must be >= 0, got {volume[i]}")
     bad = h < low
     if bad.any():
         i = int(np.argmax(bad))
@@ -170,29 +219,31 @@ def validate_candles(
             f"{where(i)}: high ({h[i]}) must be >= max(open, close) ({max(o[i], c[i])})"
         )
 
-    step = ts.diff().iloc[1:]
-    bad = (step <= pd.Timedelta(0)).to_numpy()
+    ts = np.asarray(timestamps_us, dtype=np.int64)
+    step = np.diff(ts)
+    bad = step <= 0
     if bad.any():
         i = int(np.argmax(bad)) + 1
-        rule = "duplicate timestamp" if step.iloc[i - 1] == pd.Timedelta(0) else "out of order"
+        rule = "duplicate timestamp" if step[i - 1] == 0 else "out of order"
         raise CandleValidationError(
-            f"{where(i)}: timestamps must be strictly increasing ({rule}: {ts.iloc[i]} "
-            f"after {ts.iloc[i - 1]})"
+            f"{where(i)}: timestamps must be strictly increasing ({rule}: {_stamp(ts[i])} "
+            f"after {_stamp(ts[i - 1])})"
         )
     if interval is not None and len(ts) > 1:
-        off_grid = (step % interval != pd.Timedelta(0)).to_numpy()
+        interval_us = interval // pd.Timedelta(microseconds=1)
+        off_grid = step % interval_us != 0
         if off_grid.any():
             i = int(np.argmax(off_grid)) + 1
+            got = pd.Timedelta(int(step[i - 1]), unit="us")
             raise CandleValidationError(
-                f"{where(i)}: timestamps must be {interval} apart, got {step.iloc[i - 1]} "
-                f"between {ts.iloc[i - 1]} and {ts.iloc[i]}"
+                f"{where(i)}: timestamps must be {interval} apart, got {got} "
+                f"between {_stamp(ts[i - 1])} and {_stamp(ts[i])}"
             )
         if not allow_gaps:
-            gap = (step > interval).to_numpy()
+            gap = step > interval_us
             if gap.any():
                 i = int(np.argmax(gap)) + 1
                 raise CandleValidationError(
-                    f"{where(i)}: gap in the candles: {ts.iloc[i - 1]} is followed by "
-                    f"{ts.iloc[i]} ({int(step.iloc[i - 1] / interval) - 1} missing bar(s))"
+                    f"{where(i)}: gap in the candles: {_stamp(ts[i - 1])} is followed by "
+                    f"{_stamp(ts[i])} ({int(step[i - 1] // interval_us) - 1} missing bar(s))"
                 )
-    return out
