@@ -346,6 +346,8 @@ def test_a_kill_between_fetch_and_write_leaves_the_previous_dataset_whole(
 
         outcomes = []
         for delay_s in (0.0, 0.03, 0.08, 0.15, 0.3):
+            for name, content in before.items():  # start again from the 600-row dataset
+                (tmp_path / name).write_bytes(content)
             fake.pages_sent, fake.requests = 0, []
             _kill_when(_start(command), lambda: fake.pages_sent >= 2, delay_s)
             rows, described = _dataset_state(out)
