@@ -24,7 +24,7 @@ setup: $(VENV)/.installed  ## create .venv and install everything (pinned by req
 # The main job: train the default model on the bundled candles if the store has none, then serve
 # it over HTTP on localhost:$(HTTP_PORT) (Ctrl-C stops it).
 run: setup  ## train the default model if the store has none, then serve it on localhost:3000
-	@if $(PY) -c "import sys; from training.store import list_models; sys.exit(0 if list_models() else 1)"; then \
+	@if $(PY) -c "import sys; from artifact import list_models; sys.exit(0 if list_models() else 1)"; then \
 		echo "model store $(BENTOML_HOME) already holds a btcusdt_mlp model: serving it"; \
 	else \
 		echo "no btcusdt_mlp model in $(BENTOML_HOME): training the default model"; \

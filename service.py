@@ -16,6 +16,7 @@ import os
 
 import bentoml
 
+from artifact import load_model, model_summary
 from features import FEATURE_SET_VERSION
 from serving import answers, schemas
 from serving.guard import runner_sessions_ignore_environment
@@ -33,7 +34,6 @@ from serving.windows import (
     parse_predict,
     request_windows,
 )
-from training.store import load_model, model_summary
 
 settings = ServeSettings()
 served = load_model(settings.model_tag or None)

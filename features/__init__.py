@@ -26,6 +26,7 @@ from features.candles import (
     TIMESTAMP_COLUMN,
     CandleValidationError,
     infer_interval,
+    parse_timestamps,
     validate_candles,
 )
 from features.indicators import FEATURE_NAMES, indicator_frame
@@ -69,6 +70,7 @@ __all__ = [
     "contiguous_segments",
     "infer_interval",
     "make_labels",
+    "parse_timestamps",
     "validate_candles",
 ]
 

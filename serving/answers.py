@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from artifact import LoadedModel
 from features import FEATURE_NAMES, WARMUP_BARS
 from serving.errors import reject
 from serving.metrics import service_metrics
 from serving.windows import CandleWindow, format_timestamp
-from training.store import LoadedModel
 
 
 def raise_if_not_finite(features: np.ndarray, windows: list[CandleWindow]) -> None:

@@ -26,10 +26,10 @@ import bentoml
 import numpy as np
 import pandas as pd
 
+from artifact import load_model
 from features import FEATURE_NAMES, CandleValidationError, compute_features, compute_window_features
 from serving.guard import runner_guard
 from serving.metrics import service_metrics
-from training.store import load_model
 
 
 def _window_features(windows: list[np.ndarray]) -> np.ndarray:
@@ -85,7 +85,7 @@ class FeatureRunnable(bentoml.legacy.Runnable):
 
 
 class DirectionRunnable(bentoml.legacy.Runnable):
-    """The stored model (``training.store.load_model``: contract + checksums verified) with the
+    """The stored model (``artifact.load_model``: contract + checksums verified) with the
     features it is fed. One thread a worker (NumPy features, ONNX Runtime with one intra-op
     thread), so ``runners.direction.resources.cpu`` is the number of worker processes."""
 

@@ -27,11 +27,11 @@ from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import DataGenerationMethod
 
+from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
 from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
 from tests.test_service import offline_probability
-from training.store import load_model
 
 pytestmark = pytest.mark.integration
 

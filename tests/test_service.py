@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 
+from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
 from features import (
     FEATURE_NAMES,
@@ -27,7 +28,6 @@ from features import (
     compute_window_features,
 )
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
-from training.store import load_model
 
 pytestmark = pytest.mark.integration
 
