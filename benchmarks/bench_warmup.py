@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{(column > args.threshold).mean():>7.2%}"
         )
     if args.model:
-        from training.store import load_model
+        from artifact import load_model
 
         model = load_model(args.model).model
         full = model.predict_proba(history.full.to_numpy())
