@@ -170,7 +170,9 @@ def parse_archive(
         raw = raw.iloc[1:].reset_index(drop=True)  # header row
         first_line = 2
     if raw.shape[1] != len(KLINE_FIELDS):
-        raise ArchiveError(f"{name}: a kline row has {len(KLINE_FIELDS)} columns, got {raw.shape[1]}")
+        raise ArchiveError(
+            f"{name}: a kline row has {len(KLINE_FIELDS)} columns, got {raw.shape[1]}"
+        )
     names = [f"{name} line {first_line + i}" for i in range(len(raw))]
     if raw.empty:
         raise CandleValidationError(f"{name}: no klines")
@@ -182,7 +184,10 @@ def parse_archive(
             raise CandleValidationError(
                 f"{names[i]}: {what} time must be an integer, got {raw.iloc[i, position]!r}"
             )
-        times[what] = (values.to_numpy(dtype="int64"), timestamp_unit(values.to_numpy(), names, name))
+        times[what] = (
+            values.to_numpy(dtype="int64"),
+            timestamp_unit(values.to_numpy(), names, name),
+        )
     if times["open"][1] != times["close"][1]:
         raise CandleValidationError(
             f"{name}: open times are in {times['open'][1]} but close times in "
@@ -238,7 +243,9 @@ def read_files(
     if unpublished:
         notes.append(f"{len(unpublished)} archive file(s) not published: {_short(unpublished)}")
     if unchecked:
-        notes.append(f"{len(unchecked)} archive file(s) without {CHECKSUM_SUFFIX}: {_short(unchecked)}")
+        notes.append(
+            f"{len(unchecked)} archive file(s) without {CHECKSUM_SUFFIX}: {_short(unchecked)}"
+        )
 
 
 def _short(names: list[str], keep: int = 3) -> str:

@@ -67,9 +67,7 @@ def read_dataset(path: Path, interval: pd.Timedelta) -> pd.DataFrame:
         )
     frame = pd.read_parquet(path)
     frame[TIMESTAMP_COLUMN] = frame[TIMESTAMP_COLUMN].dt.as_unit("us")
-    return validate_candles(
-        frame, interval=interval, allow_gaps=True, row_label=f"{path.name} row"
-    )
+    return validate_candles(frame, interval=interval, allow_gaps=True, row_label=f"{path.name} row")
 
 
 def read_provenance(path: Path) -> dict[str, Any] | None:

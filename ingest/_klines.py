@@ -133,8 +133,7 @@ def _integer_column(
     if bad.any():
         i = int(np.argmax(bad))
         raise CandleValidationError(
-            f"{row_names[i]}: {what} must be a whole number of epoch units, got "
-            f"{column.iloc[i]!r}"
+            f"{row_names[i]}: {what} must be a whole number of epoch units, got {column.iloc[i]!r}"
         )
     return pd.to_numeric(column).to_numpy(dtype="int64")
 

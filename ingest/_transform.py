@@ -144,15 +144,15 @@ def new_candles(
         return NewCandles(frame=pd.DataFrame(columns=columns), forming=forming)
     incoming, duplicates = _drop_repeats(pd.concat(parts, ignore_index=True))
     already = 0
+    anchor = incoming[TIMESTAMP_COLUMN][:0]  # the last stored candle, for the gap report
     if stored is not None and len(stored):
-        last = stored[TIMESTAMP_COLUMN].iloc[-1]
+        anchor = stored[TIMESTAMP_COLUMN].iloc[-1:]
+        last = anchor.iloc[0]
         _check_against_stored(incoming, stored)
         old = (incoming[TIMESTAMP_COLUMN] <= last).to_numpy()
         already = int(old.sum())
         incoming = incoming.loc[~old].reset_index(drop=True)
     added = incoming[columns].reset_index(drop=True)
-    has_stored = stored is not None and len(stored) > 0
-    anchor = stored[TIMESTAMP_COLUMN].iloc[-1:] if has_stored else added[TIMESTAMP_COLUMN][:0]
     span = pd.concat([anchor, added[TIMESTAMP_COLUMN]], ignore_index=True)
     return NewCandles(
         frame=added,

@@ -163,11 +163,7 @@ class FakeBinance:
             self.requests.append(record)
             count = sum(r.path == parsed.path for r in self.requests)
             fault = next(
-                (
-                    f
-                    for f in self.faults
-                    if f.path == parsed.path and f.on_request in (None, count)
-                ),
+                (f for f in self.faults if f.path == parsed.path and f.on_request in (None, count)),
                 None,
             )
             if fault is not None:
@@ -280,7 +276,9 @@ def write_archive(
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(name.replace(".zip", ".csv"), archive_csv(klines, unit=unit, header=header))
+        archive.writestr(
+            name.replace(".zip", ".csv"), archive_csv(klines, unit=unit, header=header)
+        )
     path = folder / name
     path.write_bytes(buffer.getvalue())
     if checksum:
@@ -293,5 +291,7 @@ def month_klines(klines: list[list[Any]], month: str) -> list[list[Any]]:
     """The klines opening in ``month`` (``YYYY-MM``)."""
     start = pd.Timestamp(f"{month}-01", tz="UTC")
     end = start + pd.offsets.MonthBegin(1)
-    lo, hi = (int((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)) for t in (start, end))
+    lo, hi = (
+        int((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)) for t in (start, end)
+    )
     return [k for k in klines if lo <= k[0] < hi]

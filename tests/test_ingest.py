@@ -7,7 +7,6 @@ the row and the rule."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from click.testing import CliRunner
 from ingest import provenance_path
 from ingest._dataset import parquet_table
 from ingest.cli import data
-from tests.fake_binance import HOUR_MS, Fault, FakeBinance, recorded_klines
+from tests.fake_binance import HOUR_MS, FakeBinance, Fault, recorded_klines
 from training.data import load_candles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +66,10 @@ def test_update_stores_exactly_the_closed_candles_served_in_contract_order(
     assert list(frame.columns) == ["timestamp", "open", "high", "low", "close", "volume"]
     assert str(frame["timestamp"].dtype) == "datetime64[us, UTC]"
     pd.testing.assert_frame_equal(frame, recorded, check_dtype=False)
-    assert (frame[["open", "high", "low", "close", "volume"]].to_numpy() == recorded.iloc[:, 1:].to_numpy()).all()
+    assert (
+        frame[["open", "high", "low", "close", "volume"]].to_numpy()
+        == recorded.iloc[:, 1:].to_numpy()
+    ).all()
     assert fake.served_klines == len(klines)
     assert "rows added: 2202 (2021-08-01T00:00:00Z .. 2021-10-31T23:00:00Z)" in stdout
     assert "gaps in the new candles: 2 (6 missing bars" in stdout
@@ -90,7 +92,9 @@ def test_update_stores_exactly_the_closed_candles_served_in_contract_order(
     assert all(int(r.params["limit"]) <= 1000 for r in fake.klines_requests())
 
 
-def test_the_dataset_is_read_with_data_by_training_backtest_and_outcomes(tmp_path, klines, recorded):
+def test_the_dataset_is_read_with_data_by_training_backtest_and_outcomes(
+    tmp_path, klines, recorded
+):
     out = tmp_path / "BTCUSDT-1h.parquet"
     with FakeBinance(klines).running() as fake:
         assert run_update(out, fake.url)[0] == 0
@@ -277,7 +281,8 @@ def test_unknown_symbol_and_naive_since_are_refused_with_exit_2(tmp_path, klines
         code, _, stderr = run_update(out, fake.url, "--symbol", "NOPE1")
         assert code == 2 and "-1121: Invalid symbol." in stderr
         result = CliRunner().invoke(
-            data, ["update", "--since", "2021-08-01T00:00", "--out", str(out), "--base-url", fake.url]
+            data,
+            ["update", "--since", "2021-08-01T00:00", "--out", str(out), "--base-url", fake.url],
         )
     assert result.exit_code == 2 and "has no UTC offset" in result.stderr
     assert not out.exists()
