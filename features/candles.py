@@ -6,6 +6,7 @@ so a rule is written once and fails with the same message wherever it bites.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,6 +184,7 @@ def validate_candles(
     allow_gaps: bool = False,
     row_offset: int = 0,
     row_label: str = "row",
+    row_names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Check a candle frame against the contract and return it in canonical form.
 
@@ -199,12 +201,22 @@ def validate_candles(
             :func:`find_gaps` to report); otherwise any gap is an error naming the first gap.
         row_offset: added to row numbers in messages (e.g. the file line of the first row).
         row_label: what a row is called in messages (``row``, ``candles``...).
+        row_names: one name per row for messages (e.g. ``BTCUSDT-1h-2024-01.zip line 7``,
+            for rows gathered from several files or pages); overrides the two above.
     """
     missing = [c for c in (TIMESTAMP_COLUMN, *OHLCV_COLUMNS) if c not in frame.columns]
     if missing:
         raise CandleValidationError(f"missing required column(s): {', '.join(missing)}")
     if len(frame) == 0:
         raise CandleValidationError("no candles")
+
+    if row_names is not None and len(row_names) != len(frame):
+        raise ValueError(f"row_names has {len(row_names)} names for {len(frame)} rows")
+
+    def where(i: int) -> str:
+        if row_names is not None:
+            return str(row_names[int(i)])
+        return f"{row_label} {int(i) + row_offset}"
 
     ts = frame[TIMESTAMP_COLUMN]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
@@ -214,7 +226,7 @@ def validate_candles(
     ts = ts.dt.tz_convert("UTC").reset_index(drop=True)
     if ts.isna().any():
         i = int(np.argmax(ts.isna().to_numpy()))
-        raise CandleValidationError(f"{row_label} {i + row_offset}: timestamp is missing")
+        raise CandleValidationError(f"{where(i)}: timestamp is missing")
 
     ohlcv = np.empty((len(frame), len(OHLCV_COLUMNS)), dtype="float64")
     for j, col in enumerate(OHLCV_COLUMNS):
@@ -224,8 +236,7 @@ def validate_candles(
         if bad.any():
             i = int(np.argmax(bad))
             raise CandleValidationError(
-                f"{row_label} {i + row_offset}: {col} must be a finite number, "
-                f"got {frame[col].iloc[i]!r}"
+                f"{where(i)}: {col} must be a finite number, got {frame[col].iloc[i]!r}"
             )
     check_candle_arrays(
         ts.astype("datetime64[us, UTC]").array.asi8,
@@ -234,6 +245,7 @@ def validate_candles(
         allow_gaps=allow_gaps,
         row_offset=row_offset,
         row_label=row_label,
+        row_names=row_names,
     )
     out = pd.DataFrame({TIMESTAMP_COLUMN: ts})
     for j, col in enumerate(OHLCV_COLUMNS):
@@ -253,6 +265,7 @@ def check_candle_arrays(
     allow_gaps: bool = False,
     row_offset: int = 0,
     row_label: str = "row",
+    row_names: Sequence[str] | None = None,
 ) -> None:
     """The candle rules on arrays: the one rule set, for files (through
     :func:`validate_candles`), request windows and the backtest, without pandas.
@@ -261,13 +274,16 @@ def check_candle_arrays(
         timestamps_us: ``(n,)`` int64 UTC open times in microseconds since the epoch (the
             resolution pandas parses to; it spans years 1 to 9999).
         ohlcv: ``(n, 5)`` float64 in :data:`OHLCV_COLUMNS` order.
-        interval, allow_gaps, row_offset, row_label: as in :func:`validate_candles`.
+        interval, allow_gaps, row_offset, row_label, row_names: as in
+            :func:`validate_candles`.
 
     Raises:
         CandleValidationError: the first rule broken, naming the row, as ``validate_candles``.
     """
 
     def where(i: int | np.integer) -> str:
+        if row_names is not None:
+            return str(row_names[int(i)])
         return f"{row_label} {int(i) + row_offset}"
 
     if len(timestamps_us) == 0:
