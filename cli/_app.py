@@ -11,6 +11,7 @@ import click
 from cli._options import run
 
 STAGES = {
+    "data": ("ingest.cli:data", "fetch candles from Binance into the dataset"),
     "prepare": ("training.prepare:prepare_command", "build the training table from candles"),
     "train": ("training.train:train_command", "train, evaluate and save a candidate model"),
     "promote": ("training.promote:promote_command", "promote a version to production (gated)"),
@@ -71,7 +72,7 @@ app = _StageGroup(
 )
 # Mounting another command: add ``"name": ("module:attribute", "help")`` to STAGES (imported on
 # use, so its module may import ``cli``), or ``app.add_command(command)`` for one built here.
-# ingest/cli.py (issue 14) adds "data" ("ingest.cli:data") and "retrain" ("ingest.cli:retrain").
+# Next: "retrain" ("ingest.cli:retrain", issue 14) once it exists.
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from tests.servers import REPO_ROOT
 from training.config import TrainConfig
 
 LIFECYCLE = [
+    "data",
     "prepare",
     "train",
     "promote",

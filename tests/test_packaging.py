@@ -233,3 +233,16 @@ def test_built_bento_serves_predict_over_grpc(built_bento, window, host_probabil
         answer = service.predict(window)
     assert answer["model_tag"] == built_bento.model_tag
     assert answer["probability_up"] == pytest.approx(host_probability, abs=1e-6)
+
+
+def test_uvicorn_runs_with_its_c_parts_in_the_bento():
+    """uvloop and httptools are pinned for the bento, and uvicorn's "auto" choices (which
+    BentoML's API and runner servers use) pick them, not asyncio's loop and h11."""
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    served = (REPO_ROOT / "requirements-serving.txt").read_text().splitlines()
+    assert any(line.startswith("uvloop==") for line in served)
+    assert any(line.startswith("httptools==") for line in served)
+    assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
+    assert auto_loop_factory(use_subprocess=False).__module__.startswith("uvloop")
