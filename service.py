@@ -77,6 +77,11 @@ def _started(_context: object) -> None:
     log_event("started", model_tag=served.tag, stage=served.stage)
 
 
+@svc.on_shutdown
+def _stopping(_context: object) -> None:
+    monitor.stop()
+
+
 @svc.api(
     input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),

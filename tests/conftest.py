@@ -71,3 +71,15 @@ def built_bento(trained_model_tag: str):
     from scripts.build_bento import build_bento
 
     return build_bento(trained_model_tag)
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory):
+    """A real ClickHouse server on free loopback ports for this session
+    (:class:`tests.clickhouse_server.ClickHouseServer`; skipped without one, except in CI)."""
+    from tests.clickhouse_server import ClickHouseServer, require_clickhouse
+
+    server = ClickHouseServer(tmp_path_factory.mktemp("clickhouse"), require_clickhouse())
+    server.start()
+    yield server
+    server.stop()
