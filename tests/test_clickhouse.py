@@ -5,12 +5,9 @@ through ClickHouse outages and a ``kill -9`` of the service."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,11 +15,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from prometheus_client import REGISTRY
 
 from client import GrpcClient, HttpClient, candles_payload
-from features import FEATURE_NAMES, OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
+from features import FEATURE_NAMES
 from monitoring.prediction_log import read_predictions
 from serving.clickhouse import ClickHouseSink
 from serving.logs import LOGGER_NAME
@@ -35,7 +33,8 @@ from stores.clickhouse import (
     parse_dsn,
 )
 from stores.spool import Spool
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import free_port, isolated_home, running_server, server_env
+from tests.test_monitoring import window_ends, windows_at
 from tests.test_service import metric_value
 
 # ---------------------------------------------------------------- the setting
@@ -247,11 +246,11 @@ def test_sink_stores_every_row_with_its_values_exactly(clickhouse, tmp_path):
         f"SELECT request_id, window_index, toUnixTimestamp(candle_timestamp), probability_up, "
         f"signal, model_tag, horizon_bars, {names} FROM {database}.predictions FINAL"
     )
-    for request_id, index, stamp, probability, signal, tag, horizon, *values in rows:
+    for request_id, index, stamp, probability, signal_, tag, horizon, *values in rows:
         features, answers = sent[request_id]
         answer = answers[index]
         assert stamp == pd.Timestamp(answer["timestamp"]).timestamp()
-        assert (probability, signal, tag, horizon) == (
+        assert (probability, signal_, tag, horizon) == (
             answer["probability_up"],
             answer["signal"],
             answer["model_tag"],
@@ -317,3 +316,238 @@ def test_full_spool_drops_rows_counted_and_logged_and_answers_go_on(tmp_path):
     assert errors[0].fields["reason"] == "spool_full"
     failures = [r for r in events.records if r.getMessage() == "clickhouse_insert_failed"]
     assert failures and "nobody_listens" in failures[0].fields["clickhouse"]
+
+
+# ---------------------------------------------------------------- real servers
+
+
+def _windows(frame: pd.DataFrame, start: str, stop: str, n: int) -> list[pd.DataFrame]:
+    return windows_at(frame, window_ends(frame, start, stop, n))
+
+
+def _clickhouse_env(home: str, tag: str, url: str, spool: Path, overrides=None) -> dict:
+    env = server_env(home, tag, overrides)
+    return env | {
+        "BTC_SERVE_CLICKHOUSE_URL": url,
+        "BTC_SERVE_CLICKHOUSE_SPOOL_DIR": str(spool),
+        "BTC_SERVE_CLICKHOUSE_FLUSH_S": "0.2",
+        "BTC_SERVE_CLICKHOUSE_RETRY_MAX_S": "1",
+    }
+
+
+class Traffic:
+    """Predict requests with known request ids; remembers every answered (request id, window)."""
+
+    def __init__(self, client, prefix: str):
+        self.client, self.prefix = client, prefix
+        self.answered: dict[tuple[str, int], dict] = {}
+        self.seconds: list[float] = []
+
+    def send(self, windows: list[pd.DataFrame], *, batch: int) -> None:
+        for start in range(0, len(windows), batch):
+            chunk = windows[start : start + batch]
+            request_id = f"{self.prefix}-{len(self.seconds)}"
+            body = (
+                {"candles": candles_payload(chunk[0])}
+                if batch == 1
+                else {"windows": [{"candles": candles_payload(w)} for w in chunk]}
+            )
+            started = time.perf_counter()
+            answer = self.client.call("predict", body, request_id=request_id)
+            self.seconds.append(time.perf_counter() - started)
+            for index, one in enumerate(answer["predictions"] if batch > 1 else [answer]):
+                self.answered[(request_id, index)] = one
+
+
+def _stored(clickhouse, database: str) -> pd.DataFrame:
+    names = ", ".join(FEATURE_NAMES)
+    rows = clickhouse.client().execute(
+        f"SELECT request_id, window_index, toUnixTimestamp(candle_timestamp), probability_up, "
+        f"signal, model_tag, horizon_bars, {names} FROM {database}.predictions FINAL"
+    )
+    columns = ["request_id", "window_index", "candle_s", "probability_up", "signal", "model_tag"]
+    return pd.DataFrame(rows, columns=[*columns, "horizon_bars", *FEATURE_NAMES])
+
+
+def _wait_for(clickhouse, database: str, expected: int, timeout_s: float = 60.0) -> None:
+    count = _wait_rows(clickhouse.client(), database, expected, timeout_s)
+    assert count == expected, f"{count} rows in {database}.predictions, expected {expected}"
+    time.sleep(1.0)  # nothing more arrives (no late duplicates)
+    assert _wait_rows(clickhouse.client(), database, expected + 1, 0) == expected
+
+
+@pytest.fixture(scope="module")
+def served(clickhouse, trained_model_tag, btc_frame, tmp_path_factory):
+    """HTTP and gRPC servers writing to one ClickHouse database (and their JSON logs). Phase 1:
+    traffic with ClickHouse up. Phase 2: ClickHouse stopped mid-traffic, then started again."""
+    database = "served"
+    base = tmp_path_factory.mktemp("clickhouse-served")
+    http_home = isolated_home(base / "http-home", os.environ["BENTOML_HOME"])
+    grpc_home = isolated_home(base / "grpc-home", os.environ["BENTOML_HOME"])
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    url = clickhouse.url(database)
+    http_env = _clickhouse_env(http_home, trained_model_tag, url, base / "http-spool")
+    grpc_metrics = {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
+    grpc_env = _clickhouse_env(grpc_home, trained_model_tag, url, base / "grpc-spool", grpc_metrics)
+    http_args = ["serve", "service:svc", "--host", "127.0.0.1", "--port", str(http_port)]
+    grpc_args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(grpc_port)]
+    windows = _windows(btc_frame, "2021-12-01T00:00:00Z", "2022-02-20T00:00:00Z", 420)
+    http_windows, grpc_windows = windows[0::2], windows[1::2]  # distinct candles per server
+    result: dict = {"database": database, "http_home": http_home, "grpc_home": grpc_home}
+    with (
+        HttpClient(f"http://127.0.0.1:{http_port}", timeout_s=120) as http,
+        GrpcClient(f"127.0.0.1:{grpc_port}", timeout_s=120) as grpc_client,
+        running_server(
+            http_args + ["--api-workers", "1"], http_env, base / "http.log", http.is_ready
+        ),
+        running_server(
+            grpc_args + ["--api-workers", "1"], grpc_env, base / "grpc.log", grpc_client.is_ready
+        ),
+    ):
+        over_http, over_grpc = Traffic(http, "http"), Traffic(grpc_client, "grpc")
+        over_http.send(http_windows[:150], batch=30)
+        over_http.send(http_windows[150:160], batch=1)
+        over_grpc.send(grpc_windows[:150], batch=25)
+        over_grpc.send(grpc_windows[150:160], batch=1)
+        up = {**over_http.answered, **over_grpc.answered}
+        _wait_for(clickhouse, database, len(up))
+        result["up"] = dict(up)
+        result["up_metrics"] = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+
+        clickhouse.stop()
+        try:
+            during = len(over_http.seconds)
+            over_http.send(http_windows[160:200], batch=10)
+            over_grpc.send(grpc_windows[160:200], batch=10)
+            over_http.send(http_windows[200:210], batch=1)
+            result["outage_seconds"] = over_http.seconds[during:]
+            time.sleep(2.5)  # the gauges are refreshed after each (failed) attempt
+            result["outage_metrics"] = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+            result["outage_grpc_metrics"] = httpx.get(f"http://127.0.0.1:{metrics_port}/").text
+        finally:
+            clickhouse.start()
+        result["answered"] = {**over_http.answered, **over_grpc.answered}
+        _wait_for(clickhouse, database, len(result["answered"]))
+        result["after_metrics"] = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
+    return result
+
+
+@pytest.mark.integration
+def test_every_prediction_over_http_and_grpc_is_stored_once_with_its_features(
+    served, clickhouse, trained_model_tag
+):
+    stored = _stored(clickhouse, served["database"])
+    keys = list(zip(stored["request_id"], stored["window_index"], strict=True))
+    answered = served["answered"]
+    assert len(keys) == len(set(keys)) == len(answered)
+    assert set(keys) == set(answered)
+    assert {k[0].split("-")[0] for k in keys} == {"http", "grpc"}
+    by_key = stored.set_index(["request_id", "window_index"])
+    for key, answer in answered.items():
+        row = by_key.loc[key]
+        assert row["probability_up"] == answer["probability_up"]
+        assert row["signal"] == answer["signal"] and row["model_tag"] == trained_model_tag
+        assert row["horizon_bars"] == answer["horizon_bars"]
+        assert row["candle_s"] == pd.Timestamp(answer["timestamp"]).timestamp()
+    # the features are the ones the JSON prediction log holds for the same answers, bit for bit
+    logged = pd.concat(
+        read_predictions(Path(home) / "prediction_logs", keep_duplicates=True)
+        for home in (served["http_home"], served["grpc_home"])
+    )
+    logged = logged.set_index(logged["candle_timestamp"].dt.as_unit("s").astype("int64"))
+    assert len(logged) == len(stored)
+    mine = stored.set_index("candle_s").loc[logged.index]
+    np.testing.assert_array_equal(
+        mine[list(FEATURE_NAMES)].to_numpy(), logged[list(FEATURE_NAMES)].to_numpy()
+    )
+    assert metric_value(served["after_metrics"], "btcusdt_clickhouse_rows_sent_total") > 0
+    assert metric_value(served["after_metrics"], "btcusdt_clickhouse_rows_buffered") == 0
+
+
+@pytest.mark.integration
+def test_clickhouse_stopped_mid_traffic_loses_and_doubles_nothing(served, clickhouse):
+    outage = served["outage_seconds"]
+    assert outage and max(outage) < 5.0, "answers do not wait for ClickHouse"
+    waiting = len(served["answered"]) - len(served["up"])
+    http_waiting = sum(1 for k in served["answered"] if k[0].startswith("http")) - sum(
+        1 for k in served["up"] if k[0].startswith("http")
+    )
+    text = served["outage_metrics"]
+    assert metric_value(text, "btcusdt_clickhouse_rows_buffered") == http_waiting > 0
+    assert metric_value(text, "btcusdt_clickhouse_oldest_unsent_age_seconds") > 1.0
+    assert metric_value(text, "btcusdt_clickhouse_insert_failures_total") >= 1
+    assert metric_value(text, "btcusdt_clickhouse_rows_dropped_total") == 0
+    grpc_text = served["outage_grpc_metrics"]
+    assert metric_value(grpc_text, "btcusdt_clickhouse_rows_buffered") == waiting - http_waiting
+    client = clickhouse.client()
+    database = served["database"]
+    unique = f"SELECT uniqExact(request_id, window_index) FROM {database}.predictions"
+    assert client.execute(unique) == [(len(served["answered"]),)]
+    assert (
+        metric_value(served["after_metrics"], "btcusdt_clickhouse_oldest_unsent_age_seconds") == 0
+    )
+
+
+def _kill_9(pid: int) -> None:
+    """SIGKILL a server and every process under it at once, as when its container is killed
+    (BentoML's workers run in sessions of their own: the process group is not enough)."""
+    parent = psutil.Process(pid)
+    for process in [*parent.children(recursive=True), parent]:
+        process.send_signal(signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_rows_spooled_when_the_service_is_killed_arrive_after_restart(
+    clickhouse, trained_model_tag, btc_frame, tmp_path
+):
+    database = "killed"
+    home = isolated_home(tmp_path / "home", os.environ["BENTOML_HOME"])
+    port = free_port()
+    env = _clickhouse_env(home, trained_model_tag, clickhouse.url(database), tmp_path / "spool")
+    args = [
+        "serve",
+        "service:svc",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-workers",
+        "1",
+    ]
+    windows = _windows(btc_frame, "2022-01-01T00:00:00Z", "2022-01-20T00:00:00Z", 40)
+    clickhouse.stop()
+    try:
+        with HttpClient(f"http://127.0.0.1:{port}", timeout_s=120) as http:
+            with running_server(args, env, tmp_path / "first.log", http.is_ready) as process:
+                traffic = Traffic(http, "killed")
+                traffic.send(windows[:30], batch=10)
+                traffic.send(windows[30:], batch=1)
+                _kill_9(process.pid)
+                process.wait(timeout=30)
+    finally:
+        clickhouse.start()
+    assert _wait_rows(clickhouse.client(), database, 1, timeout_s=3) == 0, "nothing sent yet"
+    with HttpClient(f"http://127.0.0.1:{port}", timeout_s=120) as http:
+        with running_server(args, env, tmp_path / "second.log", http.is_ready):
+            _wait_for(clickhouse, database, len(traffic.answered))
+    stored = _stored(clickhouse, database)
+    assert set(zip(stored["request_id"], stored["window_index"], strict=True)) == set(
+        traffic.answered
+    )
+
+
+@pytest.mark.integration
+def test_bad_clickhouse_url_stops_the_start_naming_the_setting(trained_model_tag, tmp_path):
+    home = isolated_home(tmp_path / "home", os.environ["BENTOML_HOME"])
+    port = free_port()
+    env = server_env(home, trained_model_tag) | {
+        "BTC_SERVE_CLICKHOUSE_URL": "clickhouse://u:hunter2@127.0.0.1:9000/not-a-name"
+    }
+    args = ["serve", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
+    with HttpClient(f"http://127.0.0.1:{port}") as http:
+        with pytest.raises(RuntimeError, match="server exited") as info:
+            with running_server(args, env, tmp_path / "server.log", http.is_ready):
+                pass
+    message = str(info.value)
+    assert "BTC_SERVE_CLICKHOUSE_URL" in message and "database must be a name" in message
+    assert "hunter2" not in (tmp_path / "server.log").read_text()
