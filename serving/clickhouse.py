@@ -47,6 +47,7 @@ MAX_INSERT_ROWS = 50_000
 """Most rows in one INSERT (a backlog after an outage goes in several)."""
 ADOPT_EVERY_S = 30.0
 DROP_LOG_EVERY_S = 10.0
+DROP_REASONS = ("spool_full", "spool_error", "corrupt_record", "torn_record")
 
 
 def _epoch_seconds(timestamp: str) -> int:
@@ -103,6 +104,8 @@ class ClickHouseSink:
             max_bytes=self.spool_max_bytes,
             preferred=self.worker_index,
         )
+        for reason in DROP_REASONS:  # exported as 0 from the start, so rate() and alerts work
+            service_metrics().clickhouse_rows_dropped.labels(reason=reason)
         self._thread = threading.Thread(target=self._run, name="clickhouse-sink", daemon=True)
         self._thread.start()
         log_event(

@@ -41,7 +41,7 @@ class ServeSettings(BaseSettings):
             malformed value stops the start with the reason.
         clickhouse_spool_dir: where each API worker spools rows until ClickHouse has them
             (``<dir>/worker-<k>``; keep it across restarts). Relative to the working directory.
-        clickhouse_spool_max_bytes: most bytes one worker's spool may hold (~600 bytes a row);
+        clickhouse_spool_max_bytes: most bytes one worker's spool may hold (~310 bytes a row);
             past it new rows are dropped, counted and logged as errors.
         clickhouse_batch_rows: ship as soon as this many rows wait (else every
             ``clickhouse_flush_s``).
