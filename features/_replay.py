@@ -23,10 +23,11 @@ mean and sums) is written twice, next to each other, with the same operations in
 as NumPy vector operations across all windows (one call per bar and operation, ~1 us of call
 overhead each, whatever the batch) and as plain Python float arithmetic, one window at a time
 (IEEE double like NumPy's, ~50 ns an operation, linear in the batch). Both earn their place:
-on one 256-bar window the Python flavour of each recursion is 4x (EWM) to 35x (variance) faster,
-on 64 windows the NumPy flavour is 3x to 12x faster (docs/BENCHMARKS.md, "Feature fast path:
-loop flavours"). :class:`Loops` bundles one flavour's recursions, so the feature code calls
-``loops.ewm_paths(...)`` and never branches on the flavour; everything else here has one form.
+for one 256-bar window each family's kernel runs 7.8x to 9.3x faster on the Python flavour, for
+64 windows 3.1x to 9.1x faster on the NumPy one (docs/BENCHMARKS.md, "Feature computation",
+loop flavours per family). :class:`Loops` bundles one flavour's recursions, so the feature code
+calls ``bars.loops.ewm_paths(...)`` and never branches on the flavour; everything else here has
+one form.
 """
 
 from __future__ import annotations
