@@ -6,6 +6,7 @@ so a rule is written once and fails with the same message wherever it bites.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,7 @@ def validate_candles(
     allow_gaps: bool = False,
     row_offset: int = 0,
     row_label: str = "row",
+    row_names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Check a candle frame against the contract and return it in canonical form.
 
@@ -110,6 +112,8 @@ def validate_candles(
             :func:`find_gaps` to report); otherwise any gap is an error naming the first gap.
         row_offset: added to row numbers in messages (e.g. the file line of the first row).
         row_label: what a row is called in messages (``row``, ``candles``...).
+        row_names: one name per row for messages (e.g. ``BTCUSDT-1h-2024-01.zip line 7``,
+            for rows gathered from several files or pages); overrides the two above.
     """
     missing = [c for c in (TIMESTAMP_COLUMN, *OHLCV_COLUMNS) if c not in frame.columns]
     if missing:
@@ -117,7 +121,12 @@ def validate_candles(
     if len(frame) == 0:
         raise CandleValidationError("no candles")
 
+    if row_names is not None and len(row_names) != len(frame):
+        raise ValueError(f"row_names has {len(row_names)} names for {len(frame)} rows")
+
     def where(i: int) -> str:
+        if row_names is not None:
+            return str(row_names[int(i)])
         return f"{row_label} {int(i) + row_offset}"
 
     ts = frame[TIMESTAMP_COLUMN]
