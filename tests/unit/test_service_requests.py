@@ -27,11 +27,6 @@ from serving.windows import format_timestamp, parse_predict, request_windows
 LIMITS = {"min_candles": WARMUP_BARS + 1, "max_candles": 2048, "max_windows": 64}
 
 
-@pytest.fixture(scope="module")
-def window(btc_slice) -> pd.DataFrame:
-    return btc_slice.iloc[:300].reset_index(drop=True)
-
-
 def decode(body: bytes):
     return ValidatedJSON(pydantic_model=PredictRequest, parse=parse_predict).decode(body)
 

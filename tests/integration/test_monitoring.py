@@ -30,8 +30,8 @@ from monitoring.drift_report import daily_drift
 from monitoring.drift_stats import drift_table
 from monitoring.outcomes import realised_outcomes, retrain_advice
 from monitoring.prediction_log import read_predictions
+from tests.integration.test_service import metric_value
 from tests.servers import server_env
-from tests.test_service import metric_value
 
 N_WINDOWS = 400
 BATCH = 50  # = BTC_SERVE_DRIFT_EVERY below: every request refreshes the gauges
