@@ -17,7 +17,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from cli import config_from, dataclass_options
+from cli import config_from, dataclass_options, run
 from ingest._archive import ArchiveError
 from ingest._dataset import DatasetBusy
 from ingest._http import ExchangeError, ExchangeUnavailable, RetryPolicy
@@ -204,11 +204,11 @@ def retrain(**options: Any) -> None:
         click.echo(line)
 
 
-def main() -> None:
-    """``python -m ingest.cli``: these commands without the rest of ``btcusdt``."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingest.cli``: ``btcusdt data`` and ``btcusdt retrain`` on their own."""
     group = click.Group("ingest", commands={"data": data, "retrain": retrain})
-    group(prog_name="python -m ingest.cli")
+    return run(group, argv, prog_name="python -m ingest.cli")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
