@@ -8,8 +8,8 @@ Binance serves klines (12 values; times in epoch ms, or us for the 2025+ archive
 prices and volumes as decimal strings with 8 places, which parse back to the exact same
 doubles). Open, high, low, close, volume (BTC), quote volume (``Volume USDT``) and the trade
 count (``tradecount``, exported from 2020-08-01 on; 0 before) are the recorded values; the
-close time is open time + 1 h - 1 ms, as Binance writes it; the export has no taker-buy volumes, so those two fields are ``"0"``, and
-``ignore`` is ``"0"`` as in Binance's own files.
+close time is open time + 1 h - 1 ms, as Binance writes it; the export has no taker-buy
+volumes, so those two fields are ``"0"``, and ``ignore`` is ``"0"`` as in Binance's own files.
 """
 
 from __future__ import annotations
