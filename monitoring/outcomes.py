@@ -26,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 from features import make_labels
+from monitoring.clickhouse_source import ClickHouseSource, Selection, is_clickhouse_url
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
     add_logs_argument,
     latest_model_tag,
+    prediction_source,
     read_predictions,
     utc_timestamp,
 )
@@ -161,9 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     add_logs_argument(parser)
     parser.add_argument(
         "--data",
-        type=Path,
-        help="candles (CSV/Parquet, as training.data.load_candles reads); default: the bundled "
-        "BTCUSDT 1h candles",
+        help="candles: a CSV/Parquet file (as training.data.load_candles reads) or "
+        "clickhouse://HOST:PORT/DATABASE (its candles table); default: the bundled BTCUSDT 1h "
+        "candles",
     )
     parser.add_argument(
         "--model-tag", help="model whose predictions to score (default: the latest in the log)"
@@ -185,6 +187,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _predictions(args: argparse.Namespace) -> tuple[str, pd.DataFrame]:
+    """The model and its predictions from the CLI's source (prediction log or ClickHouse)."""
+    source = prediction_source(args)
+    if isinstance(source, str):
+        store = ClickHouseSource(source)
+        model_tag = args.model_tag or store.latest_model_tag()
+        return model_tag, store.predictions_frame(Selection(model_tag, args.since, args.until))
+    predictions = read_predictions(
+        source, model_tag=args.model_tag, since=args.since, until=args.until
+    )
+    model_tag = args.model_tag or latest_model_tag(predictions)
+    return model_tag, predictions[predictions["model_tag"] == model_tag]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from training.prepare import load_data
@@ -192,12 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.window < 2:
             raise ValueError("--window must be >= 2")
-        predictions = read_predictions(
-            args.logs, model_tag=args.model_tag, since=args.since, until=args.until
-        )
-        model_tag = args.model_tag or latest_model_tag(predictions)
-        predictions = predictions[predictions["model_tag"] == model_tag]
-        candles = load_data(args.data).frame
+        model_tag, predictions = _predictions(args)
+        if is_clickhouse_url(args.data):
+            candles = ClickHouseSource(args.data).candles()
+        else:
+            candles = load_data(Path(args.data) if args.data else None).frame
     except (PredictionLogError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,13 +33,27 @@ class PredictionLogError(ValueError):
 
 
 def add_logs_argument(parser: argparse.ArgumentParser) -> None:
-    """The CLIs' ``--logs`` option: where the service wrote its prediction log."""
-    parser.add_argument(
+    """The CLIs' ``--logs`` and ``--source`` options: where the service's predictions are."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--logs",
         type=Path,
         default=Path("prediction_logs"),
         help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
     )
+    where.add_argument(
+        "--source",
+        help="where the predictions are: a prediction-log folder (as --logs) or "
+        "clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE, the service's ClickHouse store "
+        "(BTC_SERVE_CLICKHOUSE_URL)",
+    )
+
+
+def prediction_source(args: argparse.Namespace) -> Path | str:
+    """``--source`` (a ``clickhouse://`` URL stays a string) or else ``--logs``."""
+    if args.source is None:
+        return Path(args.logs)
+    return args.source if args.source.startswith("clickhouse://") else Path(args.source)
 
 
 def log_files(path: Path) -> list[Path]:
