@@ -10,11 +10,12 @@ of the window's last candle) and BentoML's ``timestamp`` (when it was logged), `
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
+import click
 import pandas as pd
 
 from features import FEATURE_NAMES
@@ -32,25 +33,37 @@ class PredictionLogError(ValueError):
     """No prediction log where one was expected, or nothing usable in it."""
 
 
-def add_logs_argument(parser: argparse.ArgumentParser) -> None:
-    """The CLIs' ``--logs`` and ``--source`` options: where the service's predictions are."""
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--logs",
-        type=Path,
-        default=Path("prediction_logs"),
-        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
-    )
-    where.add_argument(
-        "--source",
-        help="where the predictions are: a prediction-log folder (as --logs) or "
-        "clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE, the service's ClickHouse store "
-        "(BTC_SERVE_CLICKHOUSE_URL)",
-    )
+def log_options(function: Any) -> Any:
+    """The CLIs' shared options: ``--logs`` (where the service wrote its prediction log) or
+    ``--source`` (that, or the service's ClickHouse database), ``--model-tag``, ``--since``
+    and ``--until`` (candle times, UTC)."""
+    options = [
+        click.option(
+            "--logs",
+            type=click.Path(path_type=Path),
+            default=Path("prediction_logs"),
+            show_default=True,
+            help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
+        ),
+        click.option(
+            "--source",
+            help="where the predictions are, instead of --logs: a prediction-log folder or "
+            "clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE, the service's ClickHouse "
+            "store (BTC_SERVE_CLICKHOUSE_URL)",
+        ),
+        click.option(
+            "--model-tag", help="model whose predictions to read (default: the latest in the log)"
+        ),
+        click.option("--since", type=utc_timestamp, help="first candle time (UTC)"),
+        click.option("--until", type=utc_timestamp, help="last candle time (UTC)"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
-def prediction_source(args: argparse.Namespace) -> Path | str:
-    """``--source`` (a ``clickhouse://`` URL stays a string) or else ``--logs``."""
+def prediction_source(args: Any) -> Path | str:
+    """``--source`` (a ``clickhouse://`` URL stays a string) if given, else ``--logs``."""
     if args.source is None:
         return Path(args.logs)
     return args.source if args.source.startswith("clickhouse://") else Path(args.source)

@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 
 from artifact import read_reference
 from client import GrpcClient, HttpClient, candles_payload
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import FEATURE_NAMES, WARMUP_BARS
 from monitoring.clickhouse_source import ClickHouseSource, Selection
 from monitoring.drift_report import daily_drift, overall_drift
@@ -40,7 +41,7 @@ from stores.clickhouse import (
     parse_dsn,
 )
 from stores.spool import Spool
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 from tests.test_monitoring import window_ends, windows_at
 from tests.test_service import metric_value
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from client import GrpcClient
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import BAR_INTERVAL, WARMUP_BARS
 from loadtests.run import parse_args, require_loopback
 from loadtests.workload import (
@@ -26,7 +27,7 @@ from loadtests.workload import (
     is_server_error,
     sample_windows,
 )
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 
 RUN_LIMIT_S = 240
 
