@@ -82,9 +82,10 @@ def serve(
     config_overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     api_workers: int | None = None,
+    service: str = "service:svc",
     start_timeout_s: float = 240.0,
 ) -> Iterator[Server]:
-    """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service:svc``
+    """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service``
     on a free loopback port until the block ends, then stop its whole process group.
 
     Args:
@@ -95,8 +96,9 @@ def serve(
             newest).
         config: the BentoML configuration (``BENTOML_CONFIG``).
         config_overrides: ``BENTOML_CONFIG_OVERRIDES`` (nested keys, e.g. runner batching).
-        env: more environment variables for the server (e.g. ``BTC_SERVE_BENCHMARK_API``).
+        env: more environment variables for the server (e.g. ``BTC_SERVE_MAX_WINDOWS``).
         api_workers: ``--api-workers`` (default: BentoML's, one per CPU).
+        service: what to serve (``benchmarks.noop_service:svc`` adds the benchmark baseline).
         start_timeout_s: how long to wait for readiness before giving up.
 
     Raises:
@@ -118,7 +120,7 @@ def serve(
         overrides["api_server"]["grpc"]["metrics"]["port"] = metrics_port
     environment = server_env(home, model_tag, config=config, config_overrides=overrides, env=env)
     command = "serve-grpc" if protocol == "grpc" else "serve"
-    args = [command, "service:svc", "--host", LOOPBACK, "--port", str(port)]
+    args = [command, service, "--host", LOOPBACK, "--port", str(port)]
     if api_workers:
         args += ["--api-workers", str(api_workers)]
     if protocol == "grpc":
