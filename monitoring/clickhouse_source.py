@@ -24,15 +24,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import pandas as pd
 
+from cli import existing_file
 from features import FEATURE_NAMES
 from monitoring.drift_stats import ks_statistic, psi_from_counts, psi_level
 from monitoring.prediction_log import CANDLE_TIMESTAMP, LOGGED_AT, PredictionLogError
-from stores.clickhouse import PREDICTIONS, parse_dsn, read_candles, table
+from stores.clickhouse import PREDICTIONS, load_candles, parse_dsn, read_candles, table
 
 SCHEME = "clickhouse://"
 SECONDS_PER_DAY = 86_400
@@ -257,3 +260,32 @@ class ClickHouseSource:
 
 def _date(day: int) -> Any:
     return pd.Timestamp(int(day) * SECONDS_PER_DAY, unit="s").date()
+
+
+@click.command(
+    "load-candles",
+    help="Load candles (a CSV/Parquet file, e.g. the dataset of `btcusdt data update`; default: "
+    "the bundled BTCUSDT 1h candles) into the candles table of a ClickHouse database, for "
+    "`btcusdt outcomes --data clickhouse://...`. Candles loaded again replace the old rows.",
+)
+@click.option(
+    "--to", "url", required=True, help="clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE"
+)
+@click.option("--data", type=existing_file, help="candle file (default: the bundled candles)")
+def load_candles_command(url: str, data: Path | None) -> int:
+    """``btcusdt load-candles``."""
+    from training.prepare import load_data
+
+    try:
+        dsn = parse_dsn(url)
+        candles = load_data(data).frame
+        rows = load_candles(dsn.client(), dsn.database, candles)
+    except (ValueError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except Exception as exc:  # ClickHouse unreachable or refusing: one line
+        click.echo(f"error: {dsn}: {str(exc).strip().splitlines()[0]}", err=True)
+        return 2
+    first, last = candles["timestamp"].iloc[[0, -1]]
+    click.echo(f"loaded {rows} candles ({first} .. {last}) into {dsn}, table candles")
+    return 0

@@ -674,8 +674,10 @@ def test_outcomes_from_clickhouse_equal_outcomes_from_the_json_lines(
         data, index=False
     )
     url = clickhouse.url(served["database"])
-    assert load_candles(clickhouse.client(), served["database"], candles) == len(candles)
-    load_candles(clickhouse.client(), served["database"], candles.iloc[-100:])  # loaded again
+    loaded = _cli("cli", "load-candles", "--to", url, "--data", str(data))
+    assert loaded.returncode == 0, loaded.stderr
+    assert f"loaded {len(candles)} candles" in loaded.stdout
+    assert load_candles(clickhouse.client(), served["database"], candles.iloc[-100:]) == 100
     common = ("--model-tag", trained_model_tag, "--window", "100")
     logs = str(_both_logs(served, tmp_path))
     from_log = _cli(
