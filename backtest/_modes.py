@@ -23,6 +23,7 @@ from backtest._walkforward import (
     walk_forward_probabilities,
 )
 from features import TIMESTAMP_COLUMN, WARMUP_BARS
+from policy import PLAIN_SOURCE, DecisionPolicy, policy_from_metadata
 from training.data import Candles
 
 if TYPE_CHECKING:
@@ -40,6 +41,18 @@ def _data_details(candles: Candles) -> dict[str, Any]:
         ],
         "data_gaps": len(candles.report.gaps),
     }
+
+
+def _stored_policy(info: dict[str, Any], loaded: Any) -> tuple[DecisionPolicy, str]:
+    """The served or stored model's decision policy and its source (plain for old models)."""
+    if loaded is not None:
+        return policy_from_metadata(loaded.metadata)
+    summary = info.get("policy")
+    if not isinstance(summary, dict):  # a service of a version before policies
+        return DecisionPolicy.plain(float(info["threshold"])), PLAIN_SOURCE
+    fields = ("entry", "exit", "min_hold_bars", "allow_short", "short_entry", "short_exit")
+    rule = {k: summary[k] for k in fields if summary.get(k) is not None}
+    return DecisionPolicy.from_dict(rule), str(summary.get("source", "served"))
 
 
 def backtest_stored_model(
@@ -67,7 +80,9 @@ def backtest_stored_model(
         start: first traded bar (open time); default and minimum: the first bar whose return
             the model never saw (see :func:`backtest._signals.earliest_out_of_sample_start`).
         end: last traded bar (default: the last candle).
-        threshold: long when P(up) >= threshold (default: the model's stored threshold).
+        threshold: trade the plain rule, long when P(up) >= threshold, instead of the
+            model's stored decision policy (so do ``allow_short`` and ``short_threshold``);
+            the plain rule at the model's stored threshold is always reported beside it.
         service: take P(up) from this running service (``client.HttpClient`` or
             ``client.GrpcClient``) instead of the local model, one ``window_bars`` window per
             signal bar; if the model is also in the local store, ``details["service_parity"]``
@@ -109,6 +124,8 @@ def backtest_stored_model(
     if first_bar.tzinfo is None:
         raise ValueError(f"start {start!r} has no UTC offset (naive timestamps are rejected)")
     check_out_of_sample(first_bar, train_range=train_range, label_horizon=horizon)
+    plain_rule = threshold is not None or allow_short or short_threshold is not None
+    stored_policy, stored_source = _stored_policy(info, loaded)
     make_backtest = partial(
         Backtest,
         fee_bps=fee_bps,
@@ -116,6 +133,8 @@ def backtest_stored_model(
         threshold=float(info["threshold"]) if threshold is None else threshold,
         allow_short=allow_short,
         short_threshold=short_threshold,
+        policy=None if plain_rule else stored_policy,
+        policy_source=None if plain_rule else stored_source,
     )
     details: dict[str, Any] = {
         "mode": "stored_model",
@@ -157,8 +176,7 @@ def backtest_stored_model(
                 rows=signal_rows,
                 window_bars=window_bars,
                 predict_proba=loaded.model.predict_proba,
-                long_threshold=probe.threshold,
-                short_threshold=probe.short_threshold,
+                policy=probe.policy,
             )
     assert probability is not None
     started = time.perf_counter()

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from features import BAR_INTERVAL, DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
 from monitoring.drift import REFERENCE_FILE, reference_profile
+from policy import DecisionPolicy
 from training.data import Candles, load_bundled_eurusd
 from training.evaluate import (
     BASELINE_NAMES,
@@ -47,6 +49,7 @@ from training.evaluate import (
     summarize_folds,
 )
 from training.model import DirectionMLP, DirectionModel, MLPConfig
+from training.policy_search import PolicySearch, make_stretch, search_policy
 from training.prepare import build_dataset, load_data
 from training.splits import Split, tail_split, walk_forward_splits
 from training.store import MODEL_NAME, save_model
@@ -80,9 +83,12 @@ class TrainConfig:
         gap_bars: rows dropped between every train part and the part after it; at least
             ``label_horizon`` so no training label sees a price inside the next part.
         seed: seeds weight init and batch order; same data + config gives the same metrics.
-        threshold: decision threshold stored with the model (``long`` if P(up) >= threshold).
-            Fixed in advance, not tuned: 0.5 means "long when an up move is more likely than
-            not"; tuning it on the holdout would leak, so change it only deliberately.
+        threshold: the plain decision threshold stored with the model (``long`` if P(up) >=
+            threshold). Fixed in advance, not tuned: 0.5 means "long when an up move is more
+            likely than not". It is the baseline the searched decision policy is compared with.
+        fee_bps, slippage_bps: the cost assumption (per unit of traded notional) the decision
+            policy is searched at (:mod:`training.policy_search`); the backtest's defaults.
+        allow_short: search long/flat/short decision policies instead of long/flat.
         max_rows: train on the newest ``max_rows`` candles only (None = all).
         threads: torch intra-op threads while fitting (restored afterwards). 1 by default: this
             MLP is too small to gain from more, and on a busy 2-core machine 2 threads were
@@ -103,6 +109,9 @@ class TrainConfig:
     gap_bars: int = 24
     seed: int = 0
     threshold: float = 0.5
+    fee_bps: float = 10.0
+    slippage_bps: float = 2.0
+    allow_short: bool = False
     max_rows: int | None = None
     threads: int = 1
 
@@ -125,6 +134,11 @@ class TrainConfig:
                 f"gap_bars ({self.gap_bars}) must be >= label_horizon ({self.label_horizon})",
             ),
             (0.0 < self.threshold < 1.0, "threshold must be in (0, 1)"),
+            (math.isfinite(self.fee_bps) and self.fee_bps >= 0, "fee_bps must be >= 0"),
+            (
+                math.isfinite(self.slippage_bps) and self.slippage_bps >= 0,
+                "slippage_bps must be >= 0",
+            ),
             (self.max_rows is None or self.max_rows >= 1, "max_rows must be >= 1"),
             (self.threads >= 1, "threads must be >= 1"),
         ]
@@ -426,6 +440,28 @@ def _score_other_market(
     }
 
 
+def choose_policy(
+    candles: pd.DataFrame,
+    out_of_fold: dict[str, pd.Series],
+    config: TrainConfig,
+    *,
+    last_price_time: pd.Timestamp,
+) -> PolicySearch:
+    """The decision policy, searched on the folds' out-of-fold P(up) and on prices up to
+    ``last_price_time`` (the last row before the holdout) only."""
+    stretches = [
+        make_stretch(name, candles, probability, last_price_time=last_price_time)
+        for name, probability in out_of_fold.items()
+    ]
+    return search_policy(
+        stretches,
+        fee_bps=config.fee_bps,
+        slippage_bps=config.slippage_bps,
+        plain=DecisionPolicy.plain(config.threshold),
+        allow_short=config.allow_short,
+    )
+
+
 def _git_revision() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(
@@ -520,10 +556,14 @@ def train_and_save(
 
     fold_infos: list[dict[str, Any]] = []
     fold_curves: list[dict[str, Any]] = []
+    out_of_fold: dict[str, pd.Series] = {}
     fold_bar = tqdm(folds, desc="walk-forward folds", unit="fold", disable=not progress)
     for number, split in enumerate(fold_bar, start=1):
-        fit, info, _ = _evaluate_split(
+        fit, info, fold_probabilities = _evaluate_split(
             features, labels, split, config, progress=progress, description=f"fold {number} epochs"
+        )
+        out_of_fold[f"fold {number}"] = pd.Series(
+            fold_probabilities["model"], index=features.index[split.test.start : split.test.stop]
         )
         fold_infos.append({"fold": number, **info})
         fold_curves.append(
@@ -558,6 +598,7 @@ def train_and_save(
     version_tag = bentoml.Tag(MODEL_NAME, None).make_new_version()
     tag = str(version_tag)
     train_index = features.index[pre_holdout.start : pre_holdout.stop]
+    decision_policy = choose_policy(frame, out_of_fold, config, last_price_time=train_index[-1])
     holdout_index = features.index[holdout.test.start : holdout.test.stop]
     metadata: dict[str, Any] = {
         "label_horizon": config.label_horizon,
@@ -578,6 +619,7 @@ def train_and_save(
             pd.Timestamp(frame[TIMESTAMP_COLUMN].iloc[-1]).isoformat(),
         ],
         "metrics": metrics,
+        "decision_policy": decision_policy.metadata(),
         "train_config": config.to_dict(),
         "best_epoch": final.best_epoch,
         "library_versions": library_versions(),
@@ -654,7 +696,10 @@ def _parser() -> argparse.ArgumentParser:
         "holdout_fraction": "newest share of rows kept untouched for the final score",
         "gap_bars": "rows dropped between train and the next part (>= label horizon)",
         "seed": "random seed (weights init, batch order)",
-        "threshold": "decision threshold stored with the model: long if P(up) >= it",
+        "threshold": "plain decision threshold stored with the model: long if P(up) >= it",
+        "fee_bps": "fee per position change (bps) the decision policy is searched at",
+        "slippage_bps": "slippage per position change (bps) the decision policy is searched at",
+        "allow_short": "search long/flat/short decision policies (default: long/flat)",
         "max_rows": "use only the newest N candles",
         "threads": "torch threads while fitting (1 is fastest for this small MLP)",
     }
@@ -664,6 +709,13 @@ def _parser() -> argparse.ArgumentParser:
         if item.name == "hidden_sizes":
             parser.add_argument(
                 flag, type=int, nargs="+", default=list(default), help=help_text[item.name]
+            )
+        elif isinstance(default, bool):
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_text[item.name],
             )
         elif item.name == "max_rows":
             parser.add_argument(flag, type=int, default=None, help=help_text[item.name])
@@ -704,12 +756,28 @@ def _summary(result: TrainResult) -> str:
             *lines,
             f"model across {len(result.metrics['folds'])} folds: {fold_line}",
             f"verdict: {result.metrics['verdict']['summary']}",
+            _policy_line(result.metadata["decision_policy"]),
             f"promotion gate ({gate.metric} >= best baseline + {gate.margin}): "
             f"{'pass' if gate.passed else 'FAIL'}: {gate.reason}",
             f"trained in {result.seconds:.1f} s",
             f"saved model: {result.tag} (stage candidate)",
             f"report: {result.report_dir}",
         ]
+    )
+
+
+def _policy_line(decision: dict[str, Any]) -> str:
+    figures = decision["validation"]
+
+    def line(name: str) -> str:
+        item = figures[name]
+        return f"{item['total_return']:+.1%} ({item['turnover_per_year']:.0f}x/yr)"
+
+    return (
+        f"decision policy: {decision['rule']} (best of {decision['candidates']} candidates on the "
+        f"validation folds after {decision['fee_bps']:g} + {decision['slippage_bps']:g} bps: "
+        f"policy {line('policy')}, plain threshold {line('plain_threshold')}, buy-and-hold "
+        f"{line('buy_and_hold')}, cash +0.0%)"
     )
 
 
