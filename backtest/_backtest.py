@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 
 from backtest._engine import EXECUTION, SIZING, costed_returns, drawdown, simulate
+from backtest._schedule import PolicySchedule
 from backtest._stats import BARS_PER_YEAR, Stats, compare, strategy_and_buy_and_hold
 from features import TIMESTAMP_COLUMN, validate_candles
 from policy import DecisionPolicy
+
+TradedPolicy = DecisionPolicy | PolicySchedule
 
 DEFAULT_FEE_BPS = 10.0
 """Binance spot taker fee (0.1%) per side, without BNB discount."""
@@ -55,7 +58,7 @@ class BacktestResult:
     short_threshold: float | None
     model_tag: str | None
     details: dict[str, Any] = field(default_factory=dict)
-    policy: DecisionPolicy = field(default_factory=DecisionPolicy.plain)
+    policy: TradedPolicy = field(default_factory=DecisionPolicy.plain)
     policy_source: str = "plain threshold"
     comparison: dict[str, Stats] = field(default_factory=dict)
 
@@ -174,7 +177,7 @@ class Backtest:
         threshold: float = 0.5,
         allow_short: bool = False,
         short_threshold: float | None = None,
-        policy: DecisionPolicy | None = None,
+        policy: TradedPolicy | None = None,
         policy_source: str | None = None,
     ):
         self.candles = validate_candles(candles, allow_gaps=True)
@@ -199,7 +202,7 @@ class Backtest:
         self.plain = DecisionPolicy.plain(
             self.threshold, allow_short=allow_short, short_threshold=short_threshold
         )
-        self.policy = self.plain if policy is None else policy
+        self.policy: TradedPolicy = self.plain if policy is None else policy
         self.policy_source = policy_source or (
             f"plain threshold {self.threshold:g}" if policy is None else "given"
         )

@@ -22,11 +22,16 @@ traded bar (its entry is charged) and is marked to market at the end (no final e
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from features import TIMESTAMP_COLUMN
 from policy import POSITION_NAMES, DecisionPolicy
+
+if TYPE_CHECKING:
+    from backtest._schedule import PolicySchedule
 
 BPS = 1e-4
 
@@ -89,7 +94,7 @@ def simulate(
     last: int,
     fee_bps: float,
     slippage_bps: float,
-    policy: DecisionPolicy,
+    policy: DecisionPolicy | PolicySchedule,
 ) -> pd.DataFrame:
     """Replay signals over candle rows ``first..last`` (inclusive) under :data:`EXECUTION`.
 

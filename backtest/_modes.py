@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS, Backtest, BacktestResult
+from backtest._schedule import walk_forward_schedule
 from backtest._service import PredictClient, parity, service_probabilities
 from backtest._signals import (
     check_out_of_sample,
@@ -201,9 +202,15 @@ def backtest_walk_forward(
     slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
     allow_short: bool = False,
     short_threshold: float | None = None,
+    search_policy: bool = True,
     progress: bool = False,
 ) -> BacktestResult:
     """Retrain with ``training.train.fit_direction_model`` before every ``test_bars`` window.
+
+    The decision policy of each window is searched on the earlier windows' out-of-sample
+    signals only (:mod:`backtest._schedule`; the first window trades the plain threshold);
+    ``search_policy=False`` trades the plain threshold throughout. The plain threshold is
+    reported beside it either way.
 
     Args:
         candles: the whole history (training and trading both come from it).
@@ -239,6 +246,24 @@ def backtest_walk_forward(
         progress=progress,
     )
     started = time.perf_counter()
+    stamps = probe.candles[TIMESTAMP_COLUMN]
+    windows = [
+        (int(stamps.searchsorted(f.trade_first)), int(stamps.searchsorted(f.trade_last)))
+        for f in walk.folds
+    ]
+    schedule, searches = None, []
+    if search_policy:
+        schedule, searches = walk_forward_schedule(
+            probe.candles,
+            walk.probability_up,
+            windows,
+            plain=probe.plain,
+            fee_bps=fee_bps,
+            slippage_bps=slippage_bps,
+            allow_short=allow_short or config.allow_short,
+        )
+    search_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     backtest = Backtest(
         probe.candles,
         walk.probability_up,
@@ -247,8 +272,13 @@ def backtest_walk_forward(
         threshold=config.threshold,
         allow_short=allow_short,
         short_threshold=short_threshold,
+        policy=schedule,
+        policy_source=(
+            "re-searched before each window on the earlier windows' out-of-sample signals"
+            if schedule is not None
+            else None
+        ),
     )
-    stamps = probe.candles[TIMESTAMP_COLUMN]
     details: dict[str, Any] = {
         "mode": "walk_forward",
         "label_horizon": config.label_horizon,
@@ -257,6 +287,7 @@ def backtest_walk_forward(
         "window": "expanding" if max_train_rows is None else f"sliding ({max_train_rows} rows)",
         "train_config": config.to_dict(),
         "folds": [fold.to_dict() for fold in walk.folds],
+        "policy_searches": searches,
         **_data_details(candles),
     }
     result = backtest.run(
@@ -268,6 +299,7 @@ def backtest_walk_forward(
     result.details["timings_seconds"] = {
         "features": round(walk.feature_seconds, 3),
         "fit": round(walk.fit_seconds, 3),
+        "policy_search": round(search_seconds, 3),
         "predict": round(walk.predict_seconds, 3),
         "simulate_and_stats": round(time.perf_counter() - started, 3),
     }

@@ -94,13 +94,8 @@ def reading(result: BacktestResult) -> list[str]:
         f"After costs ({costs}) the policy returned {_pct(policy.total_return)}, against "
         f"{_pct(plain.total_return)} for the plain {result.long_threshold:g} threshold, "
         f"{_pct(hold.total_return)} for buy-and-hold and +0.0 % for cash.",
-        "After costs it does "
-        + ("better than cash" if policy.total_return > 0 else "NOT beat cash")
-        + (
-            " and better than buy-and-hold."
-            if policy.total_return > hold.total_return
-            else " and worse than buy-and-hold."
-        ),
+        f"After costs it does {'better' if policy.total_return > 0 else 'worse'} than cash and "
+        f"{'better' if policy.total_return > hold.total_return else 'worse'} than buy-and-hold.",
         f"Before costs the policy returned {_pct(policy_free.total_return)} and the plain "
         f"threshold {_pct(plain_free.total_return)}; costs paid: policy "
         f"{100 * (policy.fees_paid + policy.slippage_paid):.1f} % of the starting equity, plain "

@@ -79,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         default=None,
-        help="long when P(up) >= threshold (default: the model's stored threshold, 0.5 in "
-        "walk-forward)",
+        help="trade the plain rule, long when P(up) >= threshold, instead of the model's stored "
+        "decision policy (default: the stored policy; its plain threshold is always reported "
+        "beside it; 0.5 in walk-forward)",
     )
     parser.add_argument(
         "--allow-short", action="store_true", help="go short when P(up) < short threshold"
@@ -130,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="sliding training window of this many rows (default: expanding)",
+    )
+    walk.add_argument(
+        "--plain-threshold",
+        action="store_true",
+        help="trade the plain threshold throughout instead of re-searching the decision policy "
+        "before each window on the earlier windows' signals",
     )
     walk.add_argument(
         "--label-horizon",
@@ -218,6 +225,7 @@ def _run(args: argparse.Namespace) -> tuple[BacktestResult, Path]:
             max_train_rows=args.max_train_rows,
             start=args.start,
             end=args.end,
+            search_policy=not args.plain_threshold,
             progress=not args.quiet,
             **costs,
         )

@@ -105,7 +105,7 @@ def test_cli_writes_csv_json_png_and_refuses_in_sample(
     out = tmp_path / "out"
     assert main(["--model", trained_model_tag, "--data", str(data), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "strategy" in printed and "buy&hold" in printed
+    assert "policy" in printed and "plain" in printed and "buy&hold" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["model_tag"] == trained_model_tag
     assert (out / "backtest.png").stat().st_size > 10_000
