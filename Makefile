@@ -24,7 +24,7 @@ setup: $(VENV)/.installed  ## create .venv and install everything (pinned by req
 # The main job: train the default model on the bundled candles if the store has none, then serve
 # it over HTTP on localhost:$(HTTP_PORT) (Ctrl-C stops it).
 run: setup  ## train the default model if the store has none, then serve it on localhost:3000
-	@if $(PY) -c "import sys; from training.store import list_models; sys.exit(0 if list_models() else 1)"; then \
+	@if $(PY) -c "import sys; from artifact import list_models; sys.exit(0 if list_models() else 1)"; then \
 		echo "model store $(BENTOML_HOME) already holds a btcusdt_mlp model: serving it"; \
 	else \
 		echo "no btcusdt_mlp model in $(BENTOML_HOME): training the default model"; \
@@ -48,13 +48,24 @@ models: setup  ## list model versions with stage and holdout metrics
 backtest: setup  ## out-of-sample backtest of the production/newest model (BACKTEST_ARGS="--walk-forward ...")
 	$(PY) -m backtest.run $(BACKTEST_ARGS)
 
+# Each server runs with its own BENTOML_HOME under .work/servers/ that links the model store of
+# BENTOML_HOME: BentoML keeps its metrics files in $$BENTOML_HOME/prometheus_multiproc_dir and
+# wipes them at start, so `make serve` and `make serve-grpc` sharing one home would export each
+# other's counts.
+SERVER_HOMES ?= $(CURDIR)/.work/servers
+server_home = mkdir -p $(SERVER_HOMES)/$(1) $(BENTOML_HOME)/models && \
+	ln -sfn $(abspath $(BENTOML_HOME))/models $(SERVER_HOMES)/$(1)/models
+
 serve: setup  ## HTTP server on HTTP_PORT (model: BTC_SERVE_MODEL_TAG, else production, else newest)
-	BENTOML_CONFIG=$(BENTOML_CONFIG) $(BENTOML) serve service:svc --port $(HTTP_PORT)
+	@$(call server_home,http)
+	BENTOML_HOME=$(SERVER_HOMES)/http BENTOML_CONFIG=$(BENTOML_CONFIG) \
+	$(BENTOML) serve service:svc --port $(HTTP_PORT)
 
 # PROMETHEUS_MULTIPROC_DIR: BentoML 1.4.39 starts the gRPC metrics server without it (500s).
 serve-grpc: setup  ## gRPC server on GRPC_PORT; Prometheus metrics at http://127.0.0.1:3011/
-	BENTOML_CONFIG=$(BENTOML_CONFIG) \
-	PROMETHEUS_MULTIPROC_DIR=$(BENTOML_HOME)/prometheus_multiproc_dir \
+	@$(call server_home,grpc)
+	BENTOML_HOME=$(SERVER_HOMES)/grpc BENTOML_CONFIG=$(BENTOML_CONFIG) \
+	PROMETHEUS_MULTIPROC_DIR=$(SERVER_HOMES)/grpc/prometheus_multiproc_dir \
 	$(BENTOML) serve-grpc service:svc --port $(GRPC_PORT)
 
 # Starts its own server on free loopback ports (or LOADTEST_ARGS="--url http://127.0.0.1:3000");

@@ -15,9 +15,11 @@ import functools
 import os
 
 import bentoml
+from bentoml._internal.context import server_context
 
+from artifact import load_model, model_summary
 from features import FEATURE_SET_VERSION
-from serving import answers, schemas
+from serving import answers, grpc_status, schemas
 from serving.guard import runner_sessions_ignore_environment
 from serving.io import ValidatedJSON
 from serving.logs import configure_logging, log_event
@@ -26,6 +28,11 @@ from serving.middleware import ApiMiddleware, RequestIdInterceptor
 from serving.monitor import PredictionMonitor
 from serving.runners import DirectionRunnable, FeatureRunnable, run
 from serving.settings import ENV_PREFIX, ServeSettings
+from serving.startup import (
+    listening_address,
+    schedule_ready_announcement,
+    silence_legacy_api_warnings,
+)
 from serving.windows import (
     format_timestamp,
     parse_indicators,
@@ -33,8 +40,8 @@ from serving.windows import (
     parse_predict,
     request_windows,
 )
-from training.store import load_model, model_summary
 
+silence_legacy_api_warnings()  # the legacy API on purpose (gRPC, runners): serving/startup.py
 settings = ServeSettings()
 served = load_model(settings.model_tag or None)
 os.environ[f"{ENV_PREFIX}MODEL_TAG"] = served.tag  # every worker process loads this version
@@ -67,14 +74,20 @@ svc.add_asgi_middleware(
     max_body_bytes=settings.max_body_bytes,
 )
 svc.add_grpc_interceptor(RequestIdInterceptor)
+grpc_status.install()  # gRPC metrics and access log under the status the client got
 
 
 @svc.on_startup
-def _started(_context: object) -> None:
+async def _started(_context: object) -> None:
     configure_logging(settings.log_level)
     service_metrics().model_info.labels(served.tag, served.stage, FEATURE_SET_VERSION).set(1)
     monitor.start()
     log_event("started", model_tag=served.tag, stage=served.stage)
+    if server_context.worker_index in (None, 1):  # one ready line per server, not per worker
+        protocol = "grpc" if server_context.service_type == "grpc_api_server" else "http"
+        schedule_ready_announcement(
+            svc.runners, model_tag=served.tag, protocol=protocol, address=listening_address()
+        )
 
 
 @svc.api(

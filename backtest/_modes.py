@@ -71,7 +71,7 @@ def backtest_stored_model(
     window_bars: int = WARMUP_BARS + 1,
     progress: bool = False,
 ) -> BacktestResult:
-    """Trade a stored model (``training.store``) over candles after its training period.
+    """Trade a stored model (:mod:`artifact`) over candles after its training period.
 
     Args:
         candles: the candles to trade (earlier history is used only to warm up features).
@@ -94,7 +94,7 @@ def backtest_stored_model(
         OutOfSampleError: ``start`` lies in the model's training period.
         ModelContractError: the model is missing or does not match this code's features.
     """
-    from training.store import ModelContractError, load_model
+    from artifact import ModelContractError, load_model
 
     started = time.perf_counter()
     loaded = None

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.walk_forward and (args.service_url or args.grpc):
         parser.error("--service-url/--grpc apply to the stored-model mode, not --walk-forward")
-    from training.store import ModelContractError
+    from artifact import ModelContractError
 
     started = time.perf_counter()
     try:

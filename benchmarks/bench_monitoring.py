@@ -51,7 +51,7 @@ def _per_call_us(function, *, min_seconds: float = 1.0) -> float:
 def bench_micro(log_dir: Path) -> None:
     """Runs in a child process whose BentoML config points the monitor at ``log_dir``."""
     from features import FEATURE_NAMES
-    from monitoring.drift import reference_profile
+    from monitoring.drift_stats import reference_profile
     from serving.monitor import LiveDrift, log_predictions
 
     rng = np.random.default_rng(0)

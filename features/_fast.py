@@ -197,6 +197,7 @@ def _rolling_features(
     centre = _numpy_sum(typical_window) / CCI_WINDOW
     mad = _numpy_sum(np.abs(typical_window - centre[:, None])) / CCI_WINDOW
     typical_mean = _finish_rolling(typical_window, sums[1], mean=True)
+    flat_typical = (typical_window == typical_window[:, -1:]).all(axis=1)
 
     highest_w = high[-WILLIAMS_WINDOW:].max(axis=0)
     lowest_w = low[-WILLIAMS_WINDOW:].min(axis=0)
@@ -209,7 +210,9 @@ def _rolling_features(
             _tail(stoch_k, STOCH_SMOOTH), sums[3], mean=True
         ),
         f"obv_flow_{OBV_FLOW_WINDOW}": np.where(traded != 0, flow, 0.0),
-        f"cci_{CCI_WINDOW}": (typical[-1] - typical_mean) / (CCI_CONSTANT * mad),
+        f"cci_{CCI_WINDOW}": np.where(
+            flat_typical, 0.0, (typical[-1] - typical_mean) / (CCI_CONSTANT * mad)
+        ),
         f"williams_r_{WILLIAMS_WINDOW}": np.where(highest_w == lowest_w, -50.0, williams),
     }
 

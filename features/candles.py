@@ -34,6 +34,32 @@ class Gap:
     missing_bars: int
 
 
+def parse_timestamps(values: pd.Series, *, what: str = "timestamp") -> pd.Series:
+    """Parse ISO 8601 strings with an explicit offset, or integer epoch milliseconds, to UTC.
+
+    Naive timestamps are rejected: a candle's hour must not depend on the reader's time zone.
+    """
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return pd.Series(pd.to_datetime(values, unit="ms", utc=True), index=values.index)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        raise CandleValidationError(f"{what}: naive timestamps are not accepted; give a UTC offset")
+    text = values.astype("string")
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise CandleValidationError(f"row {i}: {what} {text.iloc[i]!r} is not ISO 8601")
+    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
+    if not bool(has_offset.all()):
+        i = int(np.argmax(~has_offset.to_numpy()))
+        raise CandleValidationError(
+            f"row {i}: {what} {text.iloc[i]!r} has no UTC offset (naive timestamps are rejected)"
+        )
+    return parsed
+
+
 def infer_interval(timestamps: pd.Series) -> pd.Timedelta:
     """The bar interval of a series: its most common step between consecutive timestamps.
 

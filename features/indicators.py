@@ -143,7 +143,11 @@ def indicator_frame(candles: pd.DataFrame) -> pd.DataFrame:
     # No money flow either way over the window (0/0): neutral 50.
     no_flow = mfi.isna() & (np.arange(len(mfi)) >= MFI_WINDOW)
     out[f"mfi_{MFI_WINDOW}"] = mfi.mask(no_flow, 50.0)
-    out[f"cci_{CCI_WINDOW}"] = CCIIndicator(high, low, close, window=CCI_WINDOW).cci()
+    # Typical prices all equal over the window: CCI's mean deviation is 0 and its numerator
+    # is 0 (or 0/0 by rounding, depending on the price): 0, as TA-Lib answers.
+    cci = CCIIndicator(high, low, close, window=CCI_WINDOW).cci()
+    typical = (high + low + close) / 3.0
+    out[f"cci_{CCI_WINDOW}"] = cci.mask(_flat(typical, typical, CCI_WINDOW), 0.0)
     williams = WilliamsRIndicator(high, low, close, lbp=WILLIAMS_WINDOW).williams_r()
     out[f"williams_r_{WILLIAMS_WINDOW}"] = williams.mask(_flat(high, low, WILLIAMS_WINDOW), -50.0)
     for w in EMA_WINDOWS:

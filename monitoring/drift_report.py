@@ -1,7 +1,7 @@
 """Data drift of the logged predictions, per feature and per day (``python -m monitoring.drift``).
 
 Reads the service's prediction log (:mod:`monitoring.prediction_log`) and compares the logged
-features with the served model's ``reference.json`` (:func:`monitoring.drift.drift_table`):
+features with the served model's ``reference.json`` (:func:`monitoring.drift_stats.drift_table`):
 
 - overall: every selected prediction at once;
 - per day: day D (UTC date of the candles) covers the candles of the ``window_days`` days
@@ -22,13 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from artifact import REFERENCE_FILE, ModelContractError, read_reference
 from features import FEATURE_NAMES
-from monitoring.drift import (
-    PSI_MODERATE,
-    PSI_SIGNIFICANT,
-    REFERENCE_FILE,
-    drift_table,
-)
+from monitoring.drift_stats import PSI_MODERATE, PSI_SIGNIFICANT, drift_table
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
@@ -42,26 +38,22 @@ LEVELS = ("stable", "moderate", "significant")
 
 
 def load_reference(model_tag: str) -> dict[str, Any]:
-    """``reference.json`` of a stored model.
+    """``reference.json`` of a stored model (:func:`artifact.read_reference`).
 
     Raises:
-        PredictionLogError: the model is not in the store, or was saved without a reference.
+        PredictionLogError: the model is not in the store, was saved without a reference, or
+            its reference is missing or corrupted.
     """
-    import bentoml
-    from bentoml.exceptions import NotFound
-
     try:
-        path = Path(bentoml.models.get(model_tag).path) / REFERENCE_FILE
-    except NotFound as exc:
-        raise PredictionLogError(
-            f"model {model_tag!r} is not in the BentoML model store; pass --reference"
-        ) from exc
-    if not path.is_file():
+        profile = read_reference(model_tag)
+    except ModelContractError as exc:
+        raise PredictionLogError(f"{exc}; pass --reference") from exc
+    if profile is None:
         raise PredictionLogError(
             f"model {model_tag!r} has no {REFERENCE_FILE} (saved before drift monitoring); "
             "retrain it or pass --reference"
         )
-    return json.loads(path.read_text())
+    return profile
 
 
 def overall_drift(predictions: pd.DataFrame, profile: dict[str, Any]) -> pd.DataFrame:

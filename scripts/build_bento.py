@@ -1,7 +1,7 @@
 """Build the bento from the model to serve, then check what went into it.
 
 ``make build`` runs this: the model is ``--model-tag`` if given, else the ``production`` version,
-else the newest (:func:`training.store.resolve_tag`, the rule the service applies). The service
+else the newest (:func:`artifact.resolve_tag`, the rule the service applies). The service
 is imported by ``bentoml build`` with ``BTC_SERVE_MODEL_TAG`` set to that tag, so its model
 runner, and therefore the bento, hold exactly that one version. The check refuses a bento that
 would need torch or CUDA wheels, that lets BentoML re-resolve versions, or that carries tests,
@@ -33,14 +33,16 @@ NOT_IN_BENTO = (
     "data/",
     "backtest/",
     "benchmarks/",
+    "monitoring/drift.py",
     "monitoring/drift_report.py",
     "monitoring/outcomes.py",
     "monitoring/prediction_log.py",
     "scripts/",
-    "training/model.py",
-    "training/train.py",
+    "training/",
 )
-"""Source paths that serving never imports; their presence in ``src/`` is a packaging error."""
+"""Source paths that serving never imports (files, or folders ending in ``/``); any file of
+them in ``src/`` is a packaging error. No ``training/`` code at all: serving reads the model
+through ``artifact/``."""
 
 
 class BentoCheckError(RuntimeError):
@@ -77,9 +79,12 @@ def bento_problems(path: Path, model_tags: list[str], expected_model_tag: str) -
     if missing:
         problems.append(f"requirements missing from the bento: {missing}")
     source = path / "src"
-    shipped = [
-        p for p in NOT_IN_BENTO if (source / p).exists() or any(source.glob(p.rstrip("/") + "/*"))
-    ]
+    shipped = sorted(
+        str(f.relative_to(source))
+        for p in NOT_IN_BENTO
+        for f in ([source / p] if not p.endswith("/") else (source / p).rglob("*"))
+        if f.is_file()
+    )
     if shipped:
         problems.append(f"non-serving code or data in the bento: {shipped}")
     if not (source / "service.py").is_file() or not (source / "configuration.yaml").is_file():
@@ -93,12 +98,12 @@ def build_bento(model_tag: str | None = None, *, timeout_s: float = 600) -> Buil
     Uses the caller's ``BENTOML_HOME`` (model store and bento store).
 
     Raises:
-        training.store.ModelContractError: no such model / no model at all.
+        artifact.ModelContractError: no such model / no model at all.
         BentoCheckError: the build failed or the bento is not what serving should ship.
     """
     import bentoml
 
-    from training.store import resolve_tag
+    from artifact import resolve_tag
 
     resolved = resolve_tag(model_tag)
     env = {**os.environ, "BTC_SERVE_MODEL_TAG": resolved, "BENTOML_DO_NOT_TRACK": "True"}

@@ -111,8 +111,8 @@ def check_window(bars: int = WINDOW_BARS) -> pd.DataFrame:
 
 def host_probability(model_tag: str, window: pd.DataFrame) -> float:
     """P(up) at the window's last candle, on the host: stored model + reference features."""
+    from artifact import load_model
     from features import compute_features
-    from training.store import load_model
 
     loaded = load_model(model_tag)
     features = compute_features(window).to_numpy()[-1:]

@@ -6,22 +6,23 @@ from typing import Any
 
 import numpy as np
 
+from artifact import LoadedModel
 from features import FEATURE_NAMES, WARMUP_BARS
 from serving.errors import reject
 from serving.metrics import service_metrics
 from serving.windows import CandleWindow, format_timestamp
-from training.store import LoadedModel
 
 
 def raise_if_not_finite(features: np.ndarray, windows: list[CandleWindow]) -> None:
-    """A 400 naming the window and feature if a feature row has NaN/inf (degenerate candles)."""
+    """A 400 naming the window and the first feature that is NaN/inf: a value out of float64's
+    range (flat or zero-volume candles have defined features, see ``features.indicators``)."""
     bad = np.argwhere(~np.isfinite(features))
     if len(bad):
         row, column = bad[0]
         raise reject(
             "non_finite_features",
             f"{windows[row].field}: feature {FEATURE_NAMES[column]} is not finite for these "
-            "candles (e.g. prices that never move)",
+            "candles (a value overflows float64, e.g. prices or volumes near 1e308)",
         )
 
 

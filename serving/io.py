@@ -4,21 +4,51 @@ BentoML's own JSON descriptor answers 500 to a body that is not UTF-8 and words 
 itself; here decoding, parsing and validation all raise :class:`serving.errors.InvalidRequest`.
 The pydantic model given to the descriptor documents the API in ``/docs.json``; ``parse`` does
 the validation (it may pick among several models, as ``predict`` does for its two forms).
+
+Over gRPC the input may come in either content field of BentoML's v1 ``Request``:
+``serialized_bytes`` (JSON bytes, exact numbers) or ``json`` (a ``google.protobuf.Value``,
+BentoML's documented field for a JSON API; its numbers are doubles). ``IODescriptor``'s
+``__init_subclass__`` resets ``proto_fields`` to ``()`` for a subclass that names none, which
+made BentoML refuse ``json``; the subclass below declares it again.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-from bentoml.io import JSON
+from google.protobuf import struct_pb2
 from pydantic import BaseModel
 
 from serving.errors import reject
+from serving.startup import silence_legacy_api_warnings
+
+with warnings.catch_warnings():  # bentoml.io warns at import that it is the legacy API
+    silence_legacy_api_warnings()
+    from bentoml.io import JSON
 
 
-class ValidatedJSON(JSON):
+def value_to_python(value: struct_pb2.Value) -> Any:
+    """A ``google.protobuf.Value`` as plain Python (numbers as floats). Unlike
+    ``MessageToDict`` it keeps NaN and infinities as floats, so the schema refuses them with the
+    field's name instead of the converter failing without one."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {key: value_to_python(item) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [value_to_python(item) for item in value.list_value.values]
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None  # null_value, or a Value with nothing set
+
+
+class ValidatedJSON(JSON, proto_fields=("json",)):
     """JSON in, ``parse(payload)`` out; an empty body reads as ``{}`` where ``empty_ok``."""
 
     def __init__(
@@ -61,6 +91,10 @@ class ValidatedJSON(JSON):
     async def from_proto(self, field: Any) -> Any:
         if isinstance(field, bytes):
             return self.decode(field)
-        from google.protobuf.json_format import MessageToDict
-
-        return self._parse(MessageToDict(field, preserving_proto_field_name=True))
+        if field.WhichOneof("kind") is None and self._empty_ok:
+            return self._parse({})
+        try:
+            payload = value_to_python(field)
+        except RecursionError:
+            raise reject("invalid_json", "json: nested too deeply") from None
+        return self._parse(payload)

@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from bentoml.exceptions import BadInput
+
 LOGGER_NAME = "btcusdt.serving"
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID: ContextVar[str | None] = ContextVar("btcusdt_request_id", default=None)
@@ -63,13 +65,12 @@ class JsonFormatter(logging.Formatter):
 
 class _DropClientErrorTracebacks(logging.Filter):
     """BentoML logs every BadInput with a traceback; a client mistake is not a server error
-    (it is logged once, as a ``rejected`` event)."""
+    (the service's own, :class:`serving.errors.InvalidRequest`, is logged once, as a
+    ``rejected`` event)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from serving.errors import InvalidRequest
-
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, InvalidRequest)
+        return not isinstance(exc, BadInput)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -11,28 +11,27 @@ plus the column schema in ``.../schema/``. ``monitoring.enabled: false`` turns i
 
 Live drift: each API worker keeps the features of its newest ``drift_window`` predictions and,
 every ``drift_every`` predictions, recomputes PSI and KS of each feature against the model's
-``reference.json`` (``monitoring.drift``) in a background thread, off the request path. A model
-saved without ``reference.json`` is served without drift gauges (and a warning in the log).
+``reference.json`` (read by :func:`artifact.read_reference`; statistics from
+:mod:`monitoring.drift_stats`) in a background thread, off the request path. A model saved
+without ``reference.json`` is served without drift gauges (and a warning in the log).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import bentoml
 import numpy as np
 
+from artifact import REFERENCE_FILE, LoadedModel, read_reference
 from features import FEATURE_NAMES
-from monitoring.drift import REFERENCE_FILE, drift_table
+from monitoring.drift_stats import drift_table
 from serving.logs import log_event
 from serving.metrics import service_metrics
 from serving.settings import ServeSettings
-from training.store import LoadedModel
 
 MONITOR_NAME = "btcusdt_predictions"
 """The ``bentoml.monitor`` name: the folder of the prediction log under the log path."""
@@ -58,8 +57,8 @@ def monitor_options() -> dict[str, Any] | None:
 
 def load_reference(tag: str) -> dict[str, Any] | None:
     """The model's reference profile, or None (with a warning) if it was saved without one."""
-    path = Path(bentoml.models.get(tag).path) / REFERENCE_FILE
-    if not path.is_file():
+    profile = read_reference(tag)
+    if profile is None:
         log_event(
             "drift_gauges_off",
             level=logging.WARNING,
@@ -67,8 +66,7 @@ def load_reference(tag: str) -> dict[str, Any] | None:
             reason=f"the model has no {REFERENCE_FILE} (saved before drift monitoring); "
             "retrain it to get drift gauges",
         )
-        return None
-    return json.loads(path.read_text())
+    return profile
 
 
 class LiveDrift:

@@ -11,9 +11,10 @@
 Every method is batchable along dimension 0, so BentoML merges concurrent requests into one
 call (tuned by ``max_batch_size`` / ``max_latency_ms`` in ``configuration.yaml``). Windows
 arrive as a list (they may differ in length); windows of equal length are computed together by
-``features.compute_window_features``, the one feature implementation. A window whose features
-are not finite (e.g. degenerate candles) comes back as NaN or as a message, never failing the
-other requests merged into the same batch.
+``features.compute_window_features``, the one feature implementation. A feature that cannot be
+computed (a value that overflows float64, e.g. volumes near 1e308) comes back as NaN or inf in
+its own column, or as a message, for the API to name; it never fails the other requests merged
+into the same batch.
 """
 
 from __future__ import annotations
@@ -25,25 +26,29 @@ import bentoml
 import numpy as np
 import pandas as pd
 
+from artifact import load_model
 from features import FEATURE_NAMES, CandleValidationError, compute_features, compute_window_features
 from serving.guard import runner_guard
 from serving.metrics import service_metrics
-from training.store import load_model
 
 
 def _window_features(windows: list[np.ndarray]) -> np.ndarray:
-    """Last-row features of each window; NaN rows where a window's features are not finite."""
+    """Last-row features of each window, non-finite values left in the column of the feature
+    that failed; an all-NaN row for a window that cannot be read at all (too short, missing
+    values: the request checks exclude both)."""
     out = np.full((len(windows), len(FEATURE_NAMES)), np.nan)
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, window in enumerate(windows):
         by_length[len(window)].append(i)
     for indices in by_length.values():
         try:
-            out[indices] = compute_window_features(np.stack([windows[i] for i in indices]))
+            batch = np.stack([windows[i] for i in indices])
+            out[indices] = compute_window_features(batch, check_finite=False)
         except CandleValidationError:
             for i in indices:  # find the culprit(s), keep the rest
                 try:
-                    out[i] = compute_window_features(windows[i][np.newaxis])[0]
+                    window = windows[i][np.newaxis]
+                    out[i] = compute_window_features(window, check_finite=False)[0]
                 except CandleValidationError:
                     pass
     return out
@@ -80,7 +85,7 @@ class FeatureRunnable(bentoml.legacy.Runnable):
 
 
 class DirectionRunnable(bentoml.legacy.Runnable):
-    """The stored model (``training.store.load_model``: contract + checksums verified) with the
+    """The stored model (``artifact.load_model``: contract + checksums verified) with the
     features it is fed. One thread a worker (NumPy features, ONNX Runtime with one intra-op
     thread), so ``runners.direction.resources.cpu`` is the number of worker processes."""
 
@@ -93,7 +98,8 @@ class DirectionRunnable(bentoml.legacy.Runnable):
     @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
     def predict_windows(self, windows: list[np.ndarray]) -> np.ndarray:
         """``(n_windows, n_features + 1)``: the features of each window's last candle, then
-        P(up) in the last column; the whole row is NaN where a feature is not finite.
+        P(up) in the last column, NaN where a feature is not finite (that feature's column
+        shows which).
 
         Args:
             windows: ``(n_bars, 5)`` OHLCV arrays of validated candles, oldest first.
@@ -102,7 +108,7 @@ class DirectionRunnable(bentoml.legacy.Runnable):
             features = _window_features(windows)
         out = np.full((len(windows), features.shape[1] + 1), np.nan)
         finite = np.isfinite(features).all(axis=1)
-        out[finite, :-1] = features[finite]
+        out[:, :-1] = features
         if finite.any():
             out[finite, -1] = self.loaded.model.predict_proba(features[finite])
         return out

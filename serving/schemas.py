@@ -2,7 +2,7 @@
 
 Only JSON-level rules live here (required fields, types, finite numbers). The candle rules
 (positive prices, ``high >= low``, hourly and strictly increasing timestamps...) are
-``features.candles.validate_candles``'s, applied in :mod:`serving.requests`, so a rule is
+``features.candles.validate_candles``'s, applied in :mod:`serving.windows`, so a rule is
 written once. Bounds are ``ge``/``le`` only: ``gt``/``lt`` become ``exclusiveMinimum`` numbers,
 which are not valid OpenAPI 3.0 (see shared/API_CONTRACT.md).
 """

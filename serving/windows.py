@@ -1,7 +1,7 @@
 """From a parsed request to validated candle windows, and from raw JSON to a parsed request.
 
 Every rule on candles is ``features.candles.validate_candles``'s (and timestamps are parsed by
-``training.data.parse_timestamps``, as for files); this module adds the request-level limits and
+``features.candles.parse_timestamps``, as for files); this module adds the request-level limits and
 names the offending field: ``candles row 3: high (...) must be >= low (...)``, or
 ``windows[1].candles row 3: ...`` in a batch.
 """
@@ -21,11 +21,11 @@ from features import (
     OHLCV_COLUMNS,
     TIMESTAMP_COLUMN,
     CandleValidationError,
+    parse_timestamps,
     validate_candles,
 )
 from serving.errors import InvalidRequest, reject
 from serving.schemas import Candle, IndicatorsRequest, ModelInfoRequest, Window, WindowBatch
-from training.data import parse_timestamps
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,3 +72,27 @@ def built_bento(trained_model_tag: str):
     from scripts.build_bento import build_bento
 
     return build_bento(trained_model_tag)
+
+
+OUTAGE_BARS = 30
+"""Flat, zero-volume candles at the end of each :func:`outage_windows` window."""
+
+
+@pytest.fixture(scope="session")
+def outage_windows(btc_slice: pd.DataFrame) -> list[pd.DataFrame]:
+    """40 real 300-candle windows whose last :data:`OUTAGE_BARS` candles are flat at one price
+    with no volume, as an exchange outage leaves them (bundled data: 2018-02-08; live feeds
+    forward-fill the same way). One window per price level: the last close before the outage
+    (forward-filled) and 39 levels across the window's range, rounded to cents. At about a third
+    of them the rounding of ``(h + l + c) / 3`` differs from the price."""
+    window = btc_slice.iloc[1000:1300].reset_index(drop=True)
+    start = len(window) - OUTAGE_BARS
+    spread = np.round(np.linspace(window["low"].min(), window["high"].max(), 39), 2)
+    levels = [float(window["close"].iloc[start - 1]), *map(float, spread)]
+    windows = []
+    for price in levels:
+        flat = window.copy()
+        flat.loc[start:, ["open", "high", "low", "close"]] = price
+        flat.loc[start:, "volume"] = 0.0
+        windows.append(flat)
+    return windows

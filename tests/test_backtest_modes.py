@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from artifact import load_model
 from backtest import OutOfSampleError, backtest_stored_model, backtest_walk_forward
 from backtest._walkforward import walk_forward_probabilities
 from backtest.run import main
 from features import BAR_INTERVAL, compute_features_segmented, make_labels
 from training.data import Candles
-from training.store import load_model
 from training.train import TrainConfig, fit_direction_model
 
 TINY_FIT = TrainConfig(max_epochs=2, patience=1, seed=0)

@@ -9,13 +9,13 @@ import os
 import pandas as pd
 import pytest
 
+from artifact import ModelContractError, load_model
 from backtest import backtest_stored_model
 from backtest.run import main
 from client import GrpcClient, HttpClient
 from features import BAR_INTERVAL
 from tests.servers import free_port, isolated_home, running_server, server_env
 from training.data import Candles
-from training.store import ModelContractError, load_model
 
 pytestmark = pytest.mark.integration
 

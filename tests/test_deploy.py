@@ -20,7 +20,7 @@ from bentoml._internal.configuration.containers import BentoMLConfiguration
 from bentoml._internal.container.generate import BENTO_UID_GID
 from prometheus_client.parser import text_string_to_metric_families
 
-from client import GrpcClient, HttpClient
+from client import GrpcClient, HttpClient, ServiceError
 from client._grpc import SERVICE_NAME as GRPC_HEALTH_SERVICE
 from serving.settings import ENV_PREFIX, ServeSettings
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
@@ -272,6 +272,8 @@ def live_metrics(trained_model_tag, btc_slice, tmp_path_factory) -> dict[str, li
         assert rejected.status_code == 400
         grpc.predict(windows[0])
         grpc.predict_batch(windows)
+        with pytest.raises(ServiceError):
+            grpc.predict(windows[0].iloc[:10])
         exported = _exported(httpx.get(f"http://127.0.0.1:{http_port}/metrics").text)
         grpc_text = httpx.get(f"http://127.0.0.1:{grpc_metrics_port}/").text
     for name, samples in _exported(grpc_text).items():
@@ -295,3 +297,37 @@ def test_metric_check_catches_a_misspelt_metric_label_and_endpoint(live_metrics)
         'rate(bentoml_api_server_request_total{endpoint="/predicts"}[5m])', live_metrics
     )
     assert _problems("sum by (reasons) (btcusdt_request_rejections_total)", live_metrics)
+
+
+CODE_MATCHER = re.compile(r'http_response_code=~"([^"]+)"')
+
+
+@pytest.mark.integration
+def test_error_panels_and_alerts_tell_client_from_server_errors(live_metrics):
+    """The error-share panels and alerts select codes by regex: the client-error ones must match
+    the 400s both servers exported after a refused call, the server-error ones no 2xx/4xx, and
+    each share panel reads 0 (not "No data") when no request ended with such a code."""
+    dashboard = json.loads((DEPLOY / "grafana" / "btcusdt-direction.json").read_text())
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    panels = {p["title"]: p for p in dashboard["panels"]}
+    client = panels["Client errors (4xx share)"]["targets"][0]["expr"]
+    server = panels["Server errors (5xx share)"]["targets"][0]["expr"]
+    alerts = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    exported = live_metrics["bentoml_api_server_request_total"]
+    refused = {"endpoint": "/predict", "api_name": "predict"}
+    for key, value in refused.items():  # HTTP samples have endpoint, gRPC ones api_name
+        codes = {s["http_response_code"] for s in exported if s.get(key) == value}
+        assert {"200", "400"} <= codes, (key, codes)
+    live_codes = {s["http_response_code"] for s in exported}
+
+    for expression in (client, alerts["BtcusdtDirectionClientErrorsHigh"]):
+        (pattern,) = CODE_MATCHER.findall(expression)
+        assert re.fullmatch(pattern, "400") and re.fullmatch(pattern, "413")
+        assert not any(re.fullmatch(pattern, c) for c in ("200", "500", "503"))
+    for expression in (server, alerts["BtcusdtDirectionServerErrors"]):
+        (pattern,) = CODE_MATCHER.findall(expression)
+        assert re.fullmatch(pattern, "500") and re.fullmatch(pattern, "503")
+        assert not any(re.fullmatch(pattern, c) for c in live_codes if c[0] in "24")
+    for expression in (client, server):
+        numerator = expression.split(" / ")[0]
+        assert " or 0 * sum by (protocol) (rate(bentoml_api_server_request_total{" in numerator

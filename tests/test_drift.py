@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from features import FEATURE_NAMES, compute_features
-from monitoring.drift import drift_table, ks_statistic, psi, reference_profile
+from monitoring.drift_stats import drift_table, ks_statistic, psi, reference_profile
 
 
 @pytest.fixture(scope="module")

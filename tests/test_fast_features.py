@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from ta.trend import CCIIndicator
 
 from features import (
     FEATURE_NAMES,
@@ -21,7 +22,7 @@ from features import (
     contiguous_segments,
 )
 from features._fast import MIN_BARS, PYTHON_LOOPS_MAX_WINDOWS, window_features
-from features.indicators import BOLLINGER_WINDOW, indicator_frame
+from features.indicators import BOLLINGER_WINDOW, CCI_WINDOW, indicator_frame
 from training.data import load_bundled_eurusd
 
 RTOL = 1e-9
@@ -96,6 +97,44 @@ def test_fast_path_equals_ta_through_flat_zero_volume_downtime(segment, downtime
     assert flat_row["mfi_14"] == 50.0
     assert flat_row["obv_flow_24"] == 0.0
     assert flat_row["ret_1"] == 0.0
+    assert flat_row[f"cci_{CCI_WINDOW}"] == 0.0
+
+
+def test_outage_windows_have_a_defined_value_for_every_feature_on_every_path(
+    outage_windows, segment, downtime
+):
+    """Flat, zero-volume tails (an outage) at 40 price levels of a real window, plus awkward
+    small levels, other tail lengths and the bundled 2018-02-08 downtime: every feature is
+    finite, CCI is 0 (its 0/0, as TA-Lib answers), the same on the ``ta`` reference, both loop
+    flavours and the checked entry point."""
+    windows = [w[list(OHLCV_COLUMNS)].to_numpy() for w in outage_windows]
+    base = windows[0]
+    for price in (0.1, 0.3, 0.7, 1.1, 2.2, 3.3, 1e-3, 123.45):  # (3p) / 3 != p for most
+        for tail in (30, 20, 21, 60, 300):
+            flat = base.copy()
+            flat[-tail:, :4] = price
+            flat[-tail:, 4] = 0.0
+            windows.append(flat)
+    batch = np.stack(windows)
+    downtime_windows = _windows(segment, [downtime + k for k in range(19, DOWNTIME_BARS)], 300)
+    batch = np.concatenate([batch, downtime_windows])
+    # The raw ta CCI is 0/0 (NaN) at many of these levels: the case the neutral value covers.
+    raw_cci = [
+        CCIIndicator(*(pd.Series(w[:, OHLCV_COLUMNS.index(k)]) for k in ("high", "low", "close")))
+        .cci()
+        .iloc[-1]
+        for w in batch
+    ]
+    assert np.isnan(raw_cci[: len(outage_windows)]).sum() >= 10
+    reference = _reference(batch)
+    assert np.isfinite(reference).all()
+    np.testing.assert_array_equal(reference[:, FEATURE_NAMES.index(f"cci_{CCI_WINDOW}")], 0.0)
+    flavours = [window_features(batch, loops=loops) for loops in LOOPS]
+    for fast in flavours:
+        _assert_matches_reference(fast, reference)
+    np.testing.assert_array_equal(flavours[0], flavours[1])
+    np.testing.assert_array_equal(compute_window_features(batch), flavours[0])
+    np.testing.assert_array_equal(compute_window_features(batch, engine="ta"), reference)
 
 
 @pytest.mark.parametrize("loops", LOOPS)

@@ -22,10 +22,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sklearn.metrics import accuracy_score, brier_score_loss, roc_auc_score
 
+from artifact import REFERENCE_FILE
 from client import HttpClient
 from features import FEATURE_NAMES, OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
-from monitoring.drift import REFERENCE_FILE, drift_table
 from monitoring.drift_report import daily_drift
+from monitoring.drift_stats import drift_table
 from monitoring.outcomes import realised_outcomes, retrain_advice
 from monitoring.prediction_log import read_predictions
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
@@ -408,7 +409,7 @@ def test_retrain_advice_names_each_reason():
 def model_without_reference(trained_model) -> str:
     """The session model saved again without ``reference.json``, as models were before drift
     monitoring existed."""
-    from training.store import save_model
+    from artifact import save_model
 
     stored = dict(bentoml.models.get(trained_model.tag).info.metadata)
     stored.pop("files_sha256")

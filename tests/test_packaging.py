@@ -17,6 +17,7 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
+from artifact import load_model
 from client import GrpcClient, HttpClient
 from features import compute_features
 from scripts.build_bento import bento_problems
@@ -31,7 +32,6 @@ from scripts.lock_serving import (
     render,
 )
 from tests.servers import REPO_ROOT, free_port, running_server, server_env
-from training.store import load_model
 
 N_BARS = 300
 
@@ -42,7 +42,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 shipped = set(json.loads(sys.argv[1]))
 in_bento = {p.stem for p in Path.cwd().iterdir()}
-project = {"service", "serving", "features", "training", "monitoring", "backtest", "client"}
+project = {
+    "service", "serving", "features", "artifact", "training", "monitoring", "backtest", "client"
+}
 allowed = set()
 for top, dists in metadata.packages_distributions().items():
     if any(canonicalize_name(d) in shipped for d in dists):
@@ -132,6 +134,8 @@ def test_built_bento_holds_its_model_the_pinned_requirements_and_only_serving_co
     includes = _bentofile()["include"]
     wanted = {f for f in _files(REPO_ROOT) if any(fnmatch.fnmatch(f, p) for p in includes)}
     assert _files(built_bento.path / "src") == wanted | {"bentofile.yaml"}
+    assert not [f for f in wanted if f.startswith("training/")]  # the model comes via artifact/
+    assert {"artifact/__init__.py", "artifact/_store.py", "artifact/_predictor.py"} <= wanted
     info = yaml.safe_load((built_bento.path / "bento.yaml").read_text())
     assert [m["tag"] for m in info["models"]] == [trained_model_tag]
     assert info["labels"]["runtime"] == "onnxruntime"
@@ -144,6 +148,8 @@ def test_bento_check_names_torch_and_training_code_when_they_slip_in(built_bento
     shutil.copytree(built_bento.path, copy)
     with (copy / "env/python/requirements.txt").open("a") as requirements:
         requirements.write("torch==2.13.0\n")
+    assert not (copy / "src/training").exists()
+    (copy / "src/training").mkdir()
     (copy / "src/training/train.py").write_text("")
     problems = " ".join(bento_problems(copy, [built_bento.model_tag], built_bento.model_tag))
     assert "torch==2.13.0" in problems
@@ -171,11 +177,13 @@ def test_bento_code_imports_with_only_the_bentos_packages_and_no_torch(built_ben
     assert "torch" not in loaded
     for name, file in loaded.items():
         if (
-            name.split(".")[0] in {"service", "serving", "features", "training", "monitoring"}
+            name.split(".")[0] in {"service", "serving", "features", "artifact", "monitoring"}
             and file
         ):
             assert Path(file).is_relative_to(source), f"{name} came from {file}, not the bento"
     assert "training.model" not in loaded
+    assert not [name for name in loaded if name.split(".")[0] == "training"]
+    assert "artifact._predictor" in loaded
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 import training.train as train_module
+from artifact import ModelContractError, load_model, model_summary, save_model
 from backtest import Backtest, backtest_walk_forward
 from policy import PLAIN_SOURCE, DecisionPolicy
 from training.data import Candles
 from training.policy_search import candidate_policies, make_stretch, score, search_policy
-from training.store import ModelContractError, load_model, model_summary, save_model
 from training.train import TrainConfig, train_and_save
 
 SEARCH_CONFIG = TrainConfig(max_epochs=2, patience=1, n_folds=2, seed=0)

@@ -10,10 +10,9 @@ import pytest
 import torch
 from sklearn.preprocessing import StandardScaler
 
+from artifact import ModelContractError, OnnxPredictor, load_model, save_model
 from features import FEATURE_NAMES, compute_features
 from training.model import DirectionMLP, DirectionModel, MLPConfig
-from training.predictor import OnnxPredictor
-from training.store import ModelContractError, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +97,30 @@ def test_corrupted_onnx_file_is_refused(torch_model):
     onnx_file.write_bytes(onnx_file.read_bytes()[:-10])
     with pytest.raises(ModelContractError, match="model.onnx is corrupted"):
         load_model(tag)
+
+
+def test_drift_reference_is_stored_checksummed_and_read_back(torch_model, real_features):
+    import bentoml
+
+    from artifact import REFERENCE_FILE, read_reference
+    from monitoring.drift_stats import reference_profile
+
+    profile = reference_profile(real_features[:1000], FEATURE_NAMES)
+    tag = save_model(torch_model, metadata=_metadata(), reference=profile)
+    assert read_reference(tag) == profile
+    stored = bentoml.models.get(tag)
+    assert REFERENCE_FILE in stored.info.metadata["files_sha256"]
+    (Path(stored.path) / REFERENCE_FILE).write_text("{}")
+    with pytest.raises(ModelContractError, match="reference.json is corrupted"):
+        read_reference(tag)
+    (Path(stored.path) / REFERENCE_FILE).unlink()
+    with pytest.raises(ModelContractError, match="reference.json is missing"):
+        read_reference(tag)
+
+
+def test_a_model_saved_without_reference_reads_as_none(torch_model):
+    from artifact import read_reference
+
+    assert read_reference(save_model(torch_model, metadata=_metadata())) is None
+    with pytest.raises(ModelContractError, match="not in the BentoML model store"):
+        read_reference("btcusdt_mlp:doesnotexist")

@@ -14,6 +14,7 @@ import bentoml
 import pytest
 import yaml
 
+from artifact import list_models, load_model, resolve_tag, save_model, set_stage
 from training.promote import (
     DEFAULT_MARGIN,
     DEFAULT_METRIC,
@@ -23,7 +24,6 @@ from training.promote import (
     main,
     promote,
 )
-from training.store import list_models, load_model, resolve_tag, save_model, set_stage
 from training.train import TrainResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -27,11 +27,11 @@ from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import DataGenerationMethod
 
+from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
 from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
-from tests.test_service import offline_probability
-from training.store import load_model
+from tests.test_service import metric_value, offline_probability
 
 pytestmark = pytest.mark.integration
 
@@ -363,6 +363,15 @@ def test_a_killed_runner_gives_prompt_503s_then_the_service_recovers(
         assert recovered_at is not None, Counter(r[2] for r in results)
 
         statuses = Counter(r[2] for r in results)
+        metrics = httpx.get(f"{server_url}/metrics").text
+        for status in (200, 503):  # what operators alert on: the code each client received
+            counted = metric_value(
+                metrics,
+                "bentoml_api_server_request_total",
+                endpoint=f"/{api}",
+                http_response_code=str(status),
+            )
+            assert counted == statuses[status], (status, counted, statuses)
         assert set(statuses) <= {200, 503}, statuses
         assert statuses[503] >= 1 and statuses[200] >= 1
         for _, _, status, response in results:
@@ -461,3 +470,47 @@ def test_start_up_refuses_a_broken_model_and_says_which_and_why(
     assert f"ModelContractError: {trained_model_tag}: {reason}" in started.stderr
     with pytest.raises(httpx.TransportError):  # nothing was left serving
         httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+
+
+def test_grpc_server_errors_are_counted_and_logged_as_server_errors(
+    trained_model_tag, tmp_path, windows
+):
+    """A killed runner over gRPC: UNAVAILABLE to the client, ``503`` in the metrics and the
+    access log (``grpc_status=14``), then OK again; nothing is counted under another code."""
+    port, metrics_port = free_port(), free_port()
+    home = isolated_home(tmp_path / "home", os.environ["BENTOML_HOME"])
+    env = server_env(
+        home, trained_model_tag, {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
+    )
+    args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--api-workers", "1"]
+    log = tmp_path / "server.log"
+    codes: Counter = Counter()
+    with GrpcClient(f"127.0.0.1:{port}") as client:
+        with running_server(args, env, log, client.is_ready) as server:
+            client.predict(windows[0])
+            codes["OK"] += 1
+            server_processes(server)["direction"].send_signal(signal.SIGKILL)
+            deadline = time.monotonic() + 90
+            recovered = False
+            while time.monotonic() < deadline and not recovered:
+                try:
+                    client.predict(windows[0])
+                    codes["OK"] += 1
+                    recovered = codes["UNAVAILABLE"] > 0
+                except ServiceError as exc:
+                    codes[exc.status] += 1
+                    time.sleep(0.2)
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/").text
+    assert set(codes) == {"OK", "UNAVAILABLE"}, codes
+
+    def counted(code: str) -> float:
+        return metric_value(
+            metrics, "bentoml_api_server_request_total", api_name="predict", http_response_code=code
+        )
+
+    assert counted("503") == codes["UNAVAILABLE"]
+    assert counted("200") == codes["OK"]
+    assert counted("400") == counted("500") == 0
+    access = [line for line in log.read_text().splitlines() if "BentoService/Call" in line]
+    assert sum("http_status=503,grpc_status=14," in line for line in access) == codes["UNAVAILABLE"]

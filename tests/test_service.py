@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 
+from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
 from features import (
     FEATURE_NAMES,
@@ -27,7 +28,6 @@ from features import (
     compute_window_features,
 )
 from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
-from training.store import load_model
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,8 @@ N_BARS = 300
 
 
 @pytest.fixture(scope="module")
-def http_url(trained_model_tag, tmp_path_factory):
+def http_server(trained_model_tag, tmp_path_factory):
+    """``(url, log path)`` of an HTTP server with one API worker."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = server_env(os.environ["BENTOML_HOME"], trained_model_tag)
@@ -51,12 +52,18 @@ def http_url(trained_model_tag, tmp_path_factory):
     ]
     log = tmp_path_factory.mktemp("http-server") / "server.log"
     with HttpClient(url) as probe, running_server(args, env, log, probe.is_ready):
-        yield url
+        yield url, log
+
+
+@pytest.fixture(scope="module")
+def http_url(http_server):
+    return http_server[0]
 
 
 @pytest.fixture(scope="module")
 def grpc_server(trained_model_tag, tmp_path_factory):
-    """``(address, metrics_url)`` of a gRPC server (own BENTOML_HOME, same model store)."""
+    """``(address, metrics_url, log path)`` of a gRPC server (own BENTOML_HOME, same model
+    store)."""
     port, metrics_port = free_port(), free_port()
     base = tmp_path_factory.mktemp("grpc-server")
     home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
@@ -66,7 +73,7 @@ def grpc_server(trained_model_tag, tmp_path_factory):
     args += ["--api-workers", "1"]
     with GrpcClient(f"127.0.0.1:{port}") as probe:
         with running_server(args, env, base / "server.log", probe.is_ready):
-            yield f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/"
+            yield f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/", base / "server.log"
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +230,43 @@ def test_indicators_all_rows_are_every_warmed_up_row(http, window):
     got = np.array([list(r["values"].values()) for r in answer["rows"]])
     np.testing.assert_allclose(got, expected.to_numpy(), rtol=1e-9, atol=1e-12)
     assert answer["values"] == answer["rows"][-1]["values"]
+
+
+def test_outage_windows_are_answered_with_finite_values(http, grpc_client, offline, outage_windows):
+    """Flat, zero-volume tails at 40 price levels: 80 of 80 calls (``predict`` and
+    ``indicators``) answered, with the offline model's P(up) and finite features."""
+    answered = 0
+    for window in outage_windows:
+        prediction = http.predict(window)
+        assert prediction["probability_up"] == pytest.approx(
+            offline_probability(offline, window), rel=1e-6
+        )
+        answered += 1
+        values = http.indicators(window)["values"]
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert values["cci_20"] == 0.0
+        answered += 1
+    assert answered == 80 == 2 * len(outage_windows)
+    batch = grpc_client.predict_batch(outage_windows)  # one request, merged in the runner
+    assert [p["probability_up"] for p in batch] == pytest.approx(
+        [offline_probability(offline, w) for w in outage_windows], rel=1e-6
+    )
+
+
+def test_a_feature_that_cannot_be_computed_is_named_in_the_refusal(http, grpc_client, window):
+    """Valid candles whose volumes overflow float64 in OBV's sums: the 400 / INVALID_ARGUMENT
+    names that feature (not the first column of the row)."""
+    overflowing = window.assign(volume=1e308)
+    calls = [call for client in (http, grpc_client) for call in (client.predict, client.indicators)]
+    calls.append(lambda candles: http.indicators(candles, all_rows=True))
+    for call in calls:
+        with pytest.raises(ServiceError) as refused:
+            call(overflowing)
+        assert refused.value.status in (400, "INVALID_ARGUMENT")
+        assert refused.value.error.startswith("candles: feature obv_flow_24 is not finite")
+    with pytest.raises(ServiceError) as refused:
+        http.predict_batch([window, overflowing])
+    assert refused.value.error.startswith("windows[1].candles: feature obv_flow_24 is not finite")
 
 
 # ---------------------------------------------------------------- invalid input
@@ -421,3 +465,149 @@ def test_concurrent_requests_are_batched_by_the_runners(http_url, http, offline,
             got = pd.Series(answer["values"])[single.index]
             np.testing.assert_allclose(got, single, rtol=1e-9, atol=1e-12)
         _assert_batched(before, after, "features", "last_row", len(windows))
+
+
+# ---------------------------------------------------------------- a standard BentoML gRPC client
+# Built only from BentoML's shipped ``bentoml.grpc.v1`` stubs and protobuf's own JSON helpers (no
+# project code): the request's input in ``Request.json``, BentoML's documented field for a JSON
+# API, where every number travels as a double.
+
+
+def _standard_call(address: str, api: str, payload) -> tuple[str, dict]:
+    """``(content field of the answer, answer)`` of one call with ``Request.json``."""
+    from google.protobuf import struct_pb2
+    from google.protobuf.json_format import MessageToDict, ParseDict
+
+    request = service_pb2.Request(api_name=api, json=ParseDict(payload, struct_pb2.Value()))
+    with grpc.insecure_channel(address) as channel:
+        response = service_pb2_grpc.BentoServiceStub(channel).Call(request, timeout=60)
+    field = response.WhichOneof("content")
+    return field, MessageToDict(getattr(response, field))
+
+
+def _standard_refusal(address: str, api: str, payload) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as refused:
+        _standard_call(address, api, payload)
+    return refused.value.code(), json.loads(refused.value.details())["error"]
+
+
+def _epoch_ms_candles(window: pd.DataFrame) -> list[dict]:
+    candles = _candles(window)
+    for candle, ts in zip(candles, window["timestamp"], strict=True):
+        candle["timestamp"] = int(ts.value // 1_000_000)
+    return candles
+
+
+@pytest.mark.parametrize("timestamps", ["iso", "epoch_ms"])
+def test_standard_grpc_client_gets_http_answers_through_the_json_field(
+    http, grpc_server, window, btc_slice, trained_model_tag, timestamps
+):
+    address = grpc_server[0]
+    candles = _candles(window) if timestamps == "iso" else _epoch_ms_candles(window)
+
+    field, answer = _standard_call(address, "predict", {"candles": candles})
+    expected = http.predict(window)
+    assert field == "json"
+    assert answer["model_tag"] == trained_model_tag
+    assert answer["signal"] == expected["signal"] and answer["timestamp"] == expected["timestamp"]
+    assert answer["probability_up"] == pytest.approx(expected["probability_up"], abs=1e-6)
+    assert answer["horizon_bars"] == expected["horizon_bars"]
+
+    windows = [btc_slice.iloc[i * 50 : i * 50 + N_BARS].reset_index(drop=True) for i in range(3)]
+    batch = [{"candles": _candles(w)} for w in windows]
+    field, answer = _standard_call(address, "predict", {"windows": batch})
+    assert field == "json"
+    over_http = http.predict_batch(windows)
+    np.testing.assert_allclose(
+        [p["probability_up"] for p in answer["predictions"]],
+        [p["probability_up"] for p in over_http],
+        atol=1e-6,
+    )
+
+    field, answer = _standard_call(address, "indicators", {"candles": candles})
+    expected_values = http.indicators(window)["values"]
+    assert field == "json" and set(answer["values"]) == set(expected_values)
+    for name, value in expected_values.items():
+        assert answer["values"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+    field, answer = _standard_call(address, "model_info", {})
+    assert field == "json" and answer["model_tag"] == trained_model_tag
+
+
+def test_standard_grpc_client_epoch_ms_doubles_parse_as_integers(grpc_server, window):
+    """1654300800000.0 is the integer 1654300800000; 1654300800000.5 is refused, by row."""
+    address = grpc_server[0]
+    candles = _epoch_ms_candles(window)
+    as_doubles = [{**c, "timestamp": float(c["timestamp"])} for c in candles]
+    _, from_doubles = _standard_call(address, "predict", {"candles": as_doubles})
+    _, from_ints = _standard_call(address, "predict", {"candles": candles})
+    assert from_doubles == from_ints
+
+    fractional = [dict(c) for c in as_doubles]
+    fractional[5]["timestamp"] += 0.5
+    code, error = _standard_refusal(address, "predict", {"candles": fractional})
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.startswith("candles row 5: timestamp: must be") and "integer epoch" in error
+
+
+# Every input of the battery that a protobuf Value can carry (not_json and not_utf8 are bytes).
+JSON_FIELD_BAD_INPUTS = [n for n in BAD_INPUT_NAMES if n not in ("not_json", "not_utf8")]
+
+
+@pytest.mark.parametrize("name", JSON_FIELD_BAD_INPUTS)
+def test_standard_grpc_client_bad_input_in_json_field_is_invalid_argument(
+    grpc_server, bad_inputs, name
+):
+    body, message = bad_inputs[name]
+    code, error = _standard_refusal(grpc_server[0], "predict", json.loads(body))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error
+
+
+# ---------------------------------------------------------------- status codes operators see
+
+
+def _requests_total(text: str, **labels: str) -> float:
+    return metric_value(text, "bentoml_api_server_request_total", **labels)
+
+
+def test_grpc_refusals_are_counted_and_logged_as_invalid_argument(grpc_server, window):
+    address, metrics_url, log = grpc_server
+    before = httpx.get(metrics_url).text
+    short = {"candles": _candles(window.iloc[:10])}
+    for _ in range(5):
+        code, _ = _standard_refusal(address, "predict", short)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    _standard_call(address, "predict", {"candles": _candles(window)})
+    after = httpx.get(metrics_url).text
+
+    def moved(code: str) -> float:
+        labels = {"api_name": "predict", "http_response_code": code}
+        return _requests_total(after, **labels) - _requests_total(before, **labels)
+
+    assert moved("400") == 5
+    assert moved("200") == 1
+    assert moved("500") == 0
+    access = [line for line in log.read_text().splitlines() if "BentoService/Call" in line]
+    assert sum("http_status=400,grpc_status=3," in line for line in access) >= 5
+    assert not any("grpc_status=13" in line for line in access)
+
+
+def test_http_refusals_are_counted_and_logged_under_their_4xx(http_server, http, window):
+    url, log = http_server
+    before = httpx.get(f"{url}/metrics").text
+    for _ in range(3):
+        assert httpx.post(f"{url}/predict", json={"candles": _candles(window.iloc[:10])}).is_error
+    assert httpx.post(f"{url}/predict", content=b"\xff").status_code == 400
+    http.predict(window)
+    after = httpx.get(f"{url}/metrics").text
+
+    def moved(code: str) -> float:
+        labels = {"endpoint": "/predict", "http_response_code": code}
+        return _requests_total(after, **labels) - _requests_total(before, **labels)
+
+    assert moved("400") == 4
+    assert moved("200") == 1
+    assert moved("500") == 0
+    access = [line for line in log.read_text().splitlines() if "path=/predict," in line]
+    assert sum("(status=400," in line for line in access) >= 4

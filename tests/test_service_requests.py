@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from client import candles_payload
-from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
+from features import (
+    FEATURE_NAMES,
+    OHLCV_COLUMNS,
+    WARMUP_BARS,
+    CandleValidationError,
+    compute_window_features,
+)
 from serving.errors import InvalidRequest
 from serving.io import ValidatedJSON
 from serving.middleware import contract_error_body
@@ -109,14 +115,24 @@ def test_bentoml_error_answers_become_the_contract_body():
     assert set(json.loads(contract_error_body(500, b"boom"))) == {"error"}
 
 
-def test_feature_runner_keeps_good_windows_when_one_is_degenerate(btc_slice):
+def test_feature_runner_keeps_good_windows_and_the_failing_feature_of_a_degenerate_one(
+    btc_slice,
+):
     real = [btc_slice.iloc[i : i + 300][list(OHLCV_COLUMNS)].to_numpy() for i in (0, 50)]
     flat = np.tile([100.0, 100.0, 100.0, 100.0, 1.0], (300, 1))  # a price that never moves
     shorter = btc_slice.iloc[100 : 400 - 50][list(OHLCV_COLUMNS)].to_numpy()
-    got = _window_features([real[0], flat, real[1], shorter])
-    assert np.isnan(got[1]).any()
-    for row, window in ((0, real[0]), (2, real[1]), (3, shorter)):
+    overflowing = real[1].copy()
+    overflowing[:, OHLCV_COLUMNS.index("volume")] = 1e308  # valid candles; sums overflow
+    got = _window_features([real[0], overflowing, real[1], shorter, flat])
+    bad = [FEATURE_NAMES[i] for i in np.flatnonzero(~np.isfinite(got[1]))]
+    assert bad == ["obv_flow_24"]  # only the feature that failed, not the whole row
+    np.testing.assert_array_equal(
+        got[1], compute_window_features(overflowing[None], check_finite=False)[0]
+    )
+    for row, window in ((0, real[0]), (2, real[1]), (3, shorter), (4, flat)):
         np.testing.assert_array_equal(got[row], compute_window_features(window[None])[0])
+    with pytest.raises(CandleValidationError, match="feature obv_flow_24 is not finite"):
+        compute_window_features(overflowing[None])
 
 
 def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path):

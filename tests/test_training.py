@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from artifact import REQUIRED_METADATA, ModelContractError, load_model, save_model
 from features import FEATURE_NAMES, FEATURE_SET_VERSION, LABEL_NAME, WARMUP_BARS
 from training.data import Candles
 from training.evaluate import (
@@ -28,7 +29,6 @@ from training.evaluate import (
 from training.prepare import build_dataset
 from training.report import PLOT_FILES, REPORT_JSON
 from training.splits import tail_split, walk_forward_splits
-from training.store import REQUIRED_METADATA, ModelContractError, load_model, save_model
 from training.train import TrainConfig, TrainResult, fit_direction_model, train_and_save
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -23,6 +23,7 @@ from features.candles import (
     Gap,
     find_gaps,
     infer_interval,
+    parse_timestamps,
     validate_candles,
 )
 
@@ -219,32 +220,6 @@ def load_bundled_eurusd(path: Path = BUNDLED_EURUSD) -> Candles:
     return Candles(clean, report)
 
 
-def parse_timestamps(values: pd.Series, *, what: str = "timestamp") -> pd.Series:
-    """Parse ISO 8601 strings with an explicit offset, or integer epoch milliseconds, to UTC.
-
-    Naive timestamps are rejected: a candle's hour must not depend on the reader's time zone.
-    """
-    if pd.api.types.is_integer_dtype(values.dtype):
-        return pd.Series(pd.to_datetime(values, unit="ms", utc=True), index=values.index)
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        raise CandleValidationError(f"{what}: naive timestamps are not accepted; give a UTC offset")
-    text = values.astype("string")
-    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise CandleValidationError(f"row {i}: {what} {text.iloc[i]!r} is not ISO 8601")
-    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
-    if not bool(has_offset.all()):
-        i = int(np.argmax(~has_offset.to_numpy()))
-        raise CandleValidationError(
-            f"row {i}: {what} {text.iloc[i]!r} has no UTC offset (naive timestamps are rejected)"
-        )
-    return parsed
-
-
 def load_candles(
     path: str | Path, *, allow_gaps: bool = True, interval: str | pd.Timedelta | None = None
 ) -> Candles:
@@ -253,7 +228,7 @@ def load_candles(
     Required columns (case-insensitive): ``timestamp`` (ISO 8601 with offset, epoch ms, or a
     tz-aware datetime column in Parquet), ``open, high, low, close, volume``. Rows must be
     oldest first, strictly increasing and on a regular grid of ``interval`` (default: inferred
-    as the smallest step, and reported); gaps are reported in the returned report (or raise when
+    as the most common step, and reported); gaps are reported in the returned report (or raise when
     ``allow_gaps`` is False). Errors name the line and the rule.
     """
     path = Path(path)

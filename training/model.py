@@ -2,7 +2,8 @@
 
 Persistence is weights, not pickles: the MLP as a ``state_dict`` plus its constructor config as
 JSON, the scaler as plain arrays in JSON. :meth:`DirectionModel.save` / :meth:`DirectionModel.load`
-read and write those files in a directory (the BentoML model's directory, see ``training.store``).
+read and write those files, named by :mod:`artifact`, in a directory (the BentoML model's
+directory, see :func:`artifact.save_model`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-WEIGHTS_FILE = "weights.pt"
-CONFIG_FILE = "config.json"
-SCALER_FILE = "scaler.json"
-ONNX_FILE = "model.onnx"
-ONNX_INPUT, ONNX_OUTPUT = "features", "probability_up"
+from artifact import CONFIG_FILE, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, SCALER_FILE, WEIGHTS_FILE
+
 ONNX_OPSET = 17
 
 

@@ -26,8 +26,7 @@ import bentoml
 import pandas as pd
 from bentoml.exceptions import BentoMLException, NotFound
 
-from training.evaluate import BASELINE_NAMES, HIGHER_IS_BETTER, advantage, best_baseline
-from training.store import (
+from artifact import (
     MODEL_NAME,
     ModelContractError,
     list_models,
@@ -36,6 +35,7 @@ from training.store import (
     set_stage,
     stage_lock,
 )
+from training.evaluate import BASELINE_NAMES, HIGHER_IS_BETTER, advantage, best_baseline
 
 DEFAULT_METRIC = "roc_auc"
 DEFAULT_MARGIN = 0.005

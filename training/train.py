@@ -6,7 +6,7 @@ Pipeline: candles -> ``training.prepare.build_dataset`` (features + label) -> th
 ``holdout_fraction`` of rows is set aside untouched -> expanding walk-forward folds over the rest
 (a fresh scaler + MLP + baselines per fold, each fit on the fold's training rows only) -> the
 final model is fit on every row before the holdout and scored once on it -> saved with
-``training.store.save_model`` (stage ``candidate``) together with its report.
+``artifact.save_model`` (stage ``candidate``) together with its report.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from artifact import MODEL_NAME, REPORT_DIR, save_model
 from features import BAR_INTERVAL, DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
-from monitoring.drift import REFERENCE_FILE, reference_profile
+from monitoring.drift_stats import reference_profile
 from policy import DecisionPolicy
 from training.data import Candles, load_bundled_eurusd
 from training.evaluate import (
@@ -52,7 +53,6 @@ from training.model import DirectionMLP, DirectionModel, MLPConfig
 from training.policy_search import PolicySearch, make_stretch, search_policy
 from training.prepare import build_dataset, load_data
 from training.splits import Split, tail_split, walk_forward_splits
-from training.store import MODEL_NAME, save_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORTS_DIR = REPO_ROOT / "reports"
@@ -639,14 +639,12 @@ def train_and_save(
             holdout_probabilities=holdout_probabilities,
             plots=plots,
         )
-        reference = Path(scratch) / REFERENCE_FILE  # drift baseline: the final fit's rows
-        train_rows = features.iloc[pre_holdout.start : pre_holdout.stop]
-        profile = reference_profile(train_rows.to_numpy(), list(train_rows.columns))
-        reference.write_text(json.dumps(profile))
+        train_rows = features.iloc[pre_holdout.start : pre_holdout.stop]  # the final fit's rows
         saved_tag = save_model(
             final.model,
             metadata=_plain(metadata),
-            extra_files={REFERENCE_FILE: reference, **{f"report/{p.name}": p for p in files}},
+            reference=reference_profile(train_rows.to_numpy(), list(train_rows.columns)),
+            extra_files={f"{REPORT_DIR}/{p.name}": p for p in files},
             name=tag,
         )
         target = (

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-ONNX_FILE = "model.onnx"
-SCALER_FILE = "scaler.json"
-ONNX_INPUT = "features"
+from artifact._layout import ONNX_FILE, ONNX_INPUT, SCALER_FILE
 
 
 class OnnxPredictor:

@@ -1,9 +1,10 @@
 """The hand-off between training and serving: the BentoML model store.
 
 A model version is a BentoML model (``btcusdt_mlp:<version>``) whose directory holds the files
-written by :meth:`training.model.DirectionModel.save` (+ any report files), and whose metadata
-carries the contract (see ``shared/API_CONTRACT.md``). :func:`load_model` checks the contract and
-every file's checksum, and fails loudly with the reason; nothing half-loaded is returned.
+named in :mod:`artifact._layout` (written by :meth:`training.model.DirectionModel.save`, plus the
+drift reference and the report), and whose metadata carries the model's contract.
+:func:`load_model` checks the contract and every file's checksum, and fails loudly with the
+reason; nothing half-loaded is returned.
 """
 
 from __future__ import annotations
@@ -22,29 +23,14 @@ import bentoml
 import pandas as pd
 from bentoml.exceptions import NotFound
 
+from artifact._layout import MODEL_FILES, MODEL_NAME, REFERENCE_FILE, REQUIRED_METADATA, STAGES
+from artifact._predictor import OnnxPredictor
 from features import FEATURE_NAMES, FEATURE_SET_VERSION, WARMUP_BARS
 from policy import DecisionPolicy, PolicyError, policy_from_metadata
-from training.predictor import ONNX_FILE, SCALER_FILE, OnnxPredictor
 
 if TYPE_CHECKING:
     from training.model import DirectionModel
 
-MODEL_NAME = "btcusdt_mlp"
-STAGES = ("candidate", "production", "archived")
-REQUIRED_METADATA = (
-    "feature_names",
-    "warmup_bars",
-    "label_horizon",
-    "threshold",
-    "train_range",
-    "holdout_range",
-    "metrics",
-    "data_sha256",
-    "feature_set_version",
-    "files_sha256",
-)
-WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
-MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, SCALER_FILE, ONNX_FILE)
 Runtime = Literal["onnx", "torch"]
 
 
@@ -99,6 +85,7 @@ def save_model(
     *,
     metadata: Mapping[str, Any],
     labels: Mapping[str, str] | None = None,
+    reference: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, Path] | None = None,
     name: str = MODEL_NAME,
 ) -> str:
@@ -106,7 +93,9 @@ def save_model(
 
     ``metadata`` must hold the training facts (label_horizon, train_range, holdout_range,
     metrics, data_sha256...); the feature contract, threshold and file checksums are added
-    here. ``extra_files`` (name -> path) are copied in, e.g. the training report and plots.
+    here. ``reference`` is the drift reference profile
+    (``monitoring.drift_stats.reference_profile``), stored as ``reference.json``.
+    ``extra_files`` (name -> path) are copied in, e.g. the training report and plots.
 
     Creation is atomic, even against ``kill -9``: BentoML 1.4.39 makes the version's folder in
     the store and then copies the files into it, so a crash mid-copy would leave a partial
@@ -131,8 +120,9 @@ def save_model(
     store.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-staging-", dir=store.parent))
     try:
+        contents = (reference, extra_files or {})
         tag = _create_model(
-            model, name, all_labels, full_meta, signatures, extra_files, ModelStore(staging)
+            model, name, all_labels, full_meta, signatures, contents, ModelStore(staging)
         )
         _publish(staging, store, bentoml.Tag.from_taglike(tag))
     finally:
@@ -159,21 +149,25 @@ def _create_model(
     labels: dict[str, str],
     metadata: dict[str, Any],
     signatures: dict[str, Any],
-    extra_files: Mapping[str, Path] | None,
+    contents: tuple[Mapping[str, Any] | None, Mapping[str, Path]],
     model_store: Any,
 ) -> str:
-    """Write the version into ``model_store`` (BentoML: temp folder, then copy)."""
+    """Write the version into ``model_store`` (BentoML: temp folder, then copy): the model's
+    files, then ``contents`` (the drift reference or None, and the extra files)."""
+    reference, extra_files = contents
     with bentoml.models.create(
         name,
         labels=labels,
         metadata=metadata,
-        module="training.store",
+        module="artifact",
         signatures=signatures,
         _model_store=model_store,
     ) as bento_model:
         directory = Path(bento_model.path)
         model.save(directory)
-        for file_name, source in (extra_files or {}).items():
+        if reference is not None:
+            (directory / REFERENCE_FILE).write_text(json.dumps(reference))
+        for file_name, source in extra_files.items():
             target = directory / file_name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(Path(source).read_bytes())
@@ -349,6 +343,35 @@ def load_model(
     return LoadedModel(
         tag=resolved, model=model, metadata=metadata, labels=dict(bento_model.info.labels)
     )
+
+
+def read_reference(tag: str) -> dict[str, Any] | None:
+    """The drift reference profile (``reference.json``) of a stored version.
+
+    One policy for every reader: None when the version was saved without one (before drift
+    monitoring existed); an error when it should have one and cannot give it.
+
+    Raises:
+        ModelContractError: the tag is not in the store, or its reference is missing although
+            its checksums list one, corrupted (sha256 mismatch) or not JSON.
+    """
+    try:
+        bento_model = bentoml.models.get(tag)
+    except NotFound as exc:
+        raise ModelContractError(f"model {tag!r} is not in the BentoML model store") from exc
+    path = Path(bento_model.path) / REFERENCE_FILE
+    checksums: dict[str, str] = cast(Any, bento_model.info.metadata.get("files_sha256", {}))
+    expected = checksums.get(REFERENCE_FILE)
+    if expected is None and not path.is_file():
+        return None
+    if not path.is_file():
+        raise ModelContractError(f"{tag}: file {REFERENCE_FILE} is missing")
+    if expected is not None and _sha256(path) != expected:
+        raise ModelContractError(f"{tag}: file {REFERENCE_FILE} is corrupted (sha256 mismatch)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelContractError(f"{tag}: file {REFERENCE_FILE} is not JSON: {exc}") from exc
 
 
 def model_summary(loaded: LoadedModel) -> dict[str, Any]:
