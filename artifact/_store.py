@@ -9,6 +9,7 @@ reason; nothing half-loaded is returned.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -59,13 +60,13 @@ class LoadedModel:
     def warmup_bars(self) -> int:
         return int(self.metadata["warmup_bars"])
 
-    @property
+    @functools.cached_property
     def policy(self) -> DecisionPolicy:
         """The decision policy stored with the model (models saved before policies: the plain
         threshold rule at their stored ``threshold``)."""
         return policy_from_metadata(self.metadata)[0]
 
-    @property
+    @functools.cached_property
     def policy_source(self) -> str:
         """Where :attr:`policy` came from (for old models: ``policy.PLAIN_SOURCE``)."""
         return policy_from_metadata(self.metadata)[1]
