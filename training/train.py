@@ -733,9 +733,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(result: TrainResult) -> str:
-    from training.promote import check_gate
+    from training.promote import check_cost_gate, check_gate
 
     gate = check_gate(result.metrics)
+    cost_gate = check_cost_gate(result.metadata)
     holdout = result.metrics["holdout"]
     first, last = result.metadata["holdout_range"]
     lines = [f"{'':14s}" + "".join(f"{m:>10s}" for m in METRIC_NAMES)]
@@ -757,6 +758,9 @@ def _summary(result: TrainResult) -> str:
             _policy_line(result.metadata["decision_policy"]),
             f"promotion gate ({gate.metric} >= best baseline + {gate.margin}): "
             f"{'pass' if gate.passed else 'FAIL'}: {gate.reason}",
+            f"after-cost check (policy not worse than cash on the validation folds; enforced by "
+            f"promote --require-after-costs): {'pass' if cost_gate.passed else 'FAIL'}: "
+            f"{cost_gate.reason}",
             f"trained in {result.seconds:.1f} s",
             f"saved model: {result.tag} (stage candidate)",
             f"report: {result.report_dir}",
