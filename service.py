@@ -34,7 +34,7 @@ from serving.startup import (
     silence_legacy_api_warnings,
 )
 from serving.windows import (
-    format_timestamp,
+    format_epoch_us,
     parse_indicators,
     parse_model_info,
     parse_predict,
@@ -90,6 +90,11 @@ async def _started(_context: object) -> None:
         )
 
 
+@svc.on_shutdown
+def _stopping(_context: object) -> None:
+    monitor.stop()
+
+
 @svc.api(
     input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
@@ -140,7 +145,7 @@ if settings.benchmark_api:
                 "probability_up": 0.5,
                 "signal": "flat",
                 "model_tag": served.tag,
-                "timestamp": format_timestamp(w.last_timestamp),
+                "timestamp": format_epoch_us(w.last_timestamp_us),
                 "horizon_bars": served.label_horizon,
             }
             for w in request_windows(request, **limits)

@@ -6,6 +6,7 @@ so a rule is written once and fails with the same message wherever it bites.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,93 @@ def parse_timestamps(values: pd.Series, *, what: str = "timestamp") -> pd.Series
     return parsed
 
 
+_US_PER_S = 1_000_000
+_ISO_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
+_ISO_SEPARATORS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":"}
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant, "chrono-compatible
+    low-level date algorithms", https://howardhinnant.github.io/date_algorithms.html)."""
+    year = year - (month <= 2)
+    era = np.floor_divide(year, 400)
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def _canonical_iso_us(stamps: list[str]) -> np.ndarray | None:
+    """Epoch microseconds of ``YYYY-MM-DDTHH:MM:SSZ`` or ``YYYY-MM-DDTHH:MM:SS+HH:MM`` strings
+    (all of one of these lengths), decoded with array arithmetic; ``None`` for anything else,
+    which :func:`parse_timestamps` then judges (this path accepts nothing it would refuse)."""
+    lengths = set(map(len, stamps))
+    if len(lengths) != 1 or (width := lengths.pop()) not in (20, 25):
+        return None
+    try:
+        raw = "".join(stamps).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(stamps), width)
+    separators = dict(_ISO_SEPARATORS)
+    digit_columns = list(_ISO_DIGITS)
+    if width == 20:
+        separators[19] = "Z"
+    else:
+        separators[22] = ":"
+        digit_columns += [20, 21, 23, 24]
+        sign = chars[:, 19]
+        if not np.isin(sign, (ord("+"), ord("-"))).all():
+            return None
+    for column, char in separators.items():
+        if not (chars[:, column] == ord(char)).all():
+            return None
+    digits = chars[:, digit_columns].astype(np.int64) - ord("0")
+    if not ((digits >= 0) & (digits <= 9)).all():
+        return None
+
+    def number(first: int, count: int) -> np.ndarray:
+        value = np.zeros(len(stamps), dtype=np.int64)
+        for k in range(first, first + count):
+            value = value * 10 + digits[:, k]
+        return value
+
+    year, month, day = number(0, 4), number(4, 2), number(6, 2)
+    hour, minute, second = number(8, 2), number(10, 2), number(12, 2)
+    if not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)).all():
+        return None
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _DAYS_IN_MONTH[month] + (leap & (month == 2))
+    if not ((day <= month_days) & (hour <= 23) & (minute <= 59) & (second <= 59)).all():
+        return None
+    seconds = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    if width == 25:
+        offset_hours, offset_minutes = number(14, 2), number(16, 2)
+        if not ((offset_hours <= 23) & (offset_minutes <= 59)).all():
+            return None
+        direction = np.where(sign == ord("+"), 1, -1)
+        seconds = seconds - direction * (offset_hours * 3600 + offset_minutes * 60)
+    return seconds * _US_PER_S
+
+
+def timestamps_to_us(stamps: list[str] | list[int], *, what: str = "timestamp") -> np.ndarray:
+    """Epoch microseconds (int64) of a window's timestamps: all ISO 8601 strings with an offset,
+    or all integer epoch milliseconds, by the rules of :func:`parse_timestamps`.
+
+    The request path: integers and canonical ISO strings (``...Z``, ``...+HH:MM``) are decoded
+    with NumPy; any other string goes through :func:`parse_timestamps`, which also words every
+    refusal, so both paths accept and refuse the same values.
+    """
+    if stamps and not isinstance(stamps[0], str):
+        return np.asarray(stamps, dtype=np.int64) * 1000
+    fast = _canonical_iso_us(stamps)  # type: ignore[arg-type]
+    if fast is not None:
+        return fast
+    parsed = parse_timestamps(pd.Series(stamps, dtype="string"), what=what)
+    return parsed.astype("datetime64[us, UTC]").array.asi8
+
+
 def infer_interval(timestamps: pd.Series) -> pd.Timedelta:
     """The bar interval of a series: its most common step between consecutive timestamps.
 
@@ -96,12 +184,15 @@ def validate_candles(
     allow_gaps: bool = False,
     row_offset: int = 0,
     row_label: str = "row",
+    row_names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Check a candle frame against the contract and return it in canonical form.
 
     Canonical form: columns ``timestamp, open, high, low, close, volume`` (timestamp tz-aware
     UTC, the rest float64), a fresh RangeIndex, nothing else. Nothing is repaired silently:
     the first violation raises :class:`CandleValidationError` naming the row and the rule.
+    The rules on values are :func:`check_candle_arrays`'s; this wrapper adds the frame-level
+    ones (columns present, timestamps tz-aware, numbers parseable).
 
     Args:
         frame: candles, oldest first.
@@ -110,6 +201,8 @@ def validate_candles(
             :func:`find_gaps` to report); otherwise any gap is an error naming the first gap.
         row_offset: added to row numbers in messages (e.g. the file line of the first row).
         row_label: what a row is called in messages (``row``, ``candles``...).
+        row_names: one name per row for messages (e.g. ``BTCUSDT-1h-2024-01.zip line 7``,
+            for rows gathered from several files or pages); overrides the two above.
     """
     missing = [c for c in (TIMESTAMP_COLUMN, *OHLCV_COLUMNS) if c not in frame.columns]
     if missing:
@@ -117,7 +210,12 @@ def validate_candles(
     if len(frame) == 0:
         raise CandleValidationError("no candles")
 
+    if row_names is not None and len(row_names) != len(frame):
+        raise ValueError(f"row_names has {len(row_names)} names for {len(frame)} rows")
+
     def where(i: int) -> str:
+        if row_names is not None:
+            return str(row_names[int(i)])
         return f"{row_label} {int(i) + row_offset}"
 
     ts = frame[TIMESTAMP_COLUMN]
@@ -127,32 +225,86 @@ def validate_candles(
         )
     ts = ts.dt.tz_convert("UTC").reset_index(drop=True)
     if ts.isna().any():
-        raise CandleValidationError(
-            f"{where(int(np.argmax(ts.isna().to_numpy())))}: timestamp is missing"
-        )
+        i = int(np.argmax(ts.isna().to_numpy()))
+        raise CandleValidationError(f"{where(i)}: timestamp is missing")
 
-    out = pd.DataFrame({TIMESTAMP_COLUMN: ts})
-    for col in OHLCV_COLUMNS:
+    ohlcv = np.empty((len(frame), len(OHLCV_COLUMNS)), dtype="float64")
+    for j, col in enumerate(OHLCV_COLUMNS):
         values = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
-        bad = ~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
+        ohlcv[:, j] = values.to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isfinite(ohlcv[:, j])
         if bad.any():
             i = int(np.argmax(bad))
             raise CandleValidationError(
                 f"{where(i)}: {col} must be a finite number, got {frame[col].iloc[i]!r}"
             )
-        out[col] = values.to_numpy(dtype="float64")
+    check_candle_arrays(
+        ts.astype("datetime64[us, UTC]").array.asi8,
+        ohlcv,
+        interval=interval,
+        allow_gaps=allow_gaps,
+        row_offset=row_offset,
+        row_label=row_label,
+        row_names=row_names,
+    )
+    out = pd.DataFrame({TIMESTAMP_COLUMN: ts})
+    for j, col in enumerate(OHLCV_COLUMNS):
+        out[col] = ohlcv[:, j]
+    return out
 
-    for col in ("open", "high", "low", "close"):
-        bad = out[col].to_numpy() <= 0
+
+def _stamp(us: int | np.integer) -> pd.Timestamp:
+    return pd.Timestamp(int(us), unit="us", tz="UTC")
+
+
+def check_candle_arrays(
+    timestamps_us: np.ndarray,
+    ohlcv: np.ndarray,
+    *,
+    interval: pd.Timedelta | None = BAR_INTERVAL,
+    allow_gaps: bool = False,
+    row_offset: int = 0,
+    row_label: str = "row",
+    row_names: Sequence[str] | None = None,
+) -> None:
+    """The candle rules on arrays: the one rule set, for files (through
+    :func:`validate_candles`), request windows and the backtest, without pandas.
+
+    Args:
+        timestamps_us: ``(n,)`` int64 UTC open times in microseconds since the epoch (the
+            resolution pandas parses to; it spans years 1 to 9999).
+        ohlcv: ``(n, 5)`` float64 in :data:`OHLCV_COLUMNS` order.
+        interval, allow_gaps, row_offset, row_label, row_names: as in
+            :func:`validate_candles`.
+
+    Raises:
+        CandleValidationError: the first rule broken, naming the row, as ``validate_candles``.
+    """
+
+    def where(i: int | np.integer) -> str:
+        if row_names is not None:
+            return str(row_names[int(i)])
+        return f"{row_label} {int(i) + row_offset}"
+
+    if len(timestamps_us) == 0:
+        raise CandleValidationError("no candles")
+    finite = np.isfinite(ohlcv)
+    if not finite.all():
+        j = int(np.argmax(~finite.all(axis=0)))
+        i = int(np.argmax(~finite[:, j]))
+        raise CandleValidationError(
+            f"{where(i)}: {OHLCV_COLUMNS[j]} must be a finite number, got {float(ohlcv[i, j])!r}"
+        )
+    o, h, low, c, volume = (ohlcv[:, j] for j in range(5))
+    for name, values in (("open", o), ("high", h), ("low", low), ("close", c)):
+        bad = values <= 0
         if bad.any():
             i = int(np.argmax(bad))
-            raise CandleValidationError(f"{where(i)}: {col} must be > 0, got {out[col].iloc[i]}")
-    bad = out["volume"].to_numpy() < 0
+            raise CandleValidationError(f"{where(i)}: {name} must be > 0, got {values[i]}")
+    bad = volume < 0
     if bad.any():
         i = int(np.argmax(bad))
-        raise CandleValidationError(f"{where(i)}: volume must be >= 0, got {out['volume'].iloc[i]}")
-
-    o, h, low, c = (out[k].to_numpy() for k in ("open", "high", "low", "close"))
+        raise CandleValidationError(f"{where(i)}: volume must be >= 0, got {volume[i]}")
     bad = h < low
     if bad.any():
         i = int(np.argmax(bad))
@@ -170,29 +322,31 @@ def validate_candles(
             f"{where(i)}: high ({h[i]}) must be >= max(open, close) ({max(o[i], c[i])})"
         )
 
-    step = ts.diff().iloc[1:]
-    bad = (step <= pd.Timedelta(0)).to_numpy()
+    ts = np.asarray(timestamps_us, dtype=np.int64)
+    step = np.diff(ts)
+    bad = step <= 0
     if bad.any():
         i = int(np.argmax(bad)) + 1
-        rule = "duplicate timestamp" if step.iloc[i - 1] == pd.Timedelta(0) else "out of order"
+        rule = "duplicate timestamp" if step[i - 1] == 0 else "out of order"
         raise CandleValidationError(
-            f"{where(i)}: timestamps must be strictly increasing ({rule}: {ts.iloc[i]} "
-            f"after {ts.iloc[i - 1]})"
+            f"{where(i)}: timestamps must be strictly increasing ({rule}: {_stamp(ts[i])} "
+            f"after {_stamp(ts[i - 1])})"
         )
     if interval is not None and len(ts) > 1:
-        off_grid = (step % interval != pd.Timedelta(0)).to_numpy()
+        interval_us = interval // pd.Timedelta(microseconds=1)
+        off_grid = step % interval_us != 0
         if off_grid.any():
             i = int(np.argmax(off_grid)) + 1
+            got = pd.Timedelta(int(step[i - 1]), unit="us")
             raise CandleValidationError(
-                f"{where(i)}: timestamps must be {interval} apart, got {step.iloc[i - 1]} "
-                f"between {ts.iloc[i - 1]} and {ts.iloc[i]}"
+                f"{where(i)}: timestamps must be {interval} apart, got {got} "
+                f"between {_stamp(ts[i - 1])} and {_stamp(ts[i])}"
             )
         if not allow_gaps:
-            gap = (step > interval).to_numpy()
+            gap = step > interval_us
             if gap.any():
                 i = int(np.argmax(gap)) + 1
                 raise CandleValidationError(
-                    f"{where(i)}: gap in the candles: {ts.iloc[i - 1]} is followed by "
-                    f"{ts.iloc[i]} ({int(step.iloc[i - 1] / interval) - 1} missing bar(s))"
+                    f"{where(i)}: gap in the candles: {_stamp(ts[i - 1])} is followed by "
+                    f"{_stamp(ts[i])} ({int(step[i - 1] // interval_us) - 1} missing bar(s))"
                 )
-    return out

@@ -13,7 +13,7 @@ from policy import POSITION_NAMES, PolicyError
 from serving.errors import reject
 from serving.metrics import service_metrics
 from serving.schemas import PredictBatch, PredictWindow
-from serving.windows import CandleWindow, format_timestamp
+from serving.windows import CandleWindow, format_epoch_us
 
 
 def raise_if_not_finite(features: np.ndarray, windows: list[CandleWindow]) -> None:
@@ -77,7 +77,7 @@ def predictions(
                 "probability_up": float(probability),
                 "signal": str(signal),
                 "model_tag": loaded.tag,
-                "timestamp": format_timestamp(window.last_timestamp),
+                "timestamp": format_epoch_us(window.last_timestamp_us),
                 "horizon_bars": loaded.label_horizon,
             }
         )
@@ -99,15 +99,15 @@ def indicators(
 ) -> dict[str, Any]:
     """``{"timestamp", "values", "model_tag"}`` (+ ``rows`` for every warmed-up candle)."""
     answer: dict[str, Any] = {
-        "timestamp": format_timestamp(window.last_timestamp),
+        "timestamp": format_epoch_us(window.last_timestamp_us),
         "values": dict(zip(FEATURE_NAMES, map(float, last_row), strict=True)),
         "model_tag": loaded.tag,
     }
     if rows is not None:
-        stamps = window.frame["timestamp"].iloc[WARMUP_BARS:]
+        stamps = window.timestamps_us[WARMUP_BARS:]
         answer["rows"] = [
             {
-                "timestamp": format_timestamp(ts),
+                "timestamp": format_epoch_us(ts),
                 "values": dict(zip(FEATURE_NAMES, map(float, row), strict=True)),
             }
             for ts, row in zip(stamps, rows, strict=True)

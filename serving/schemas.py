@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    RootModel,
+    Tag,
+    model_validator,
+)
 
 EPOCH_MS_MAX = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z in epoch milliseconds: the largest timestamp accepted."""
@@ -22,46 +31,87 @@ Price = Annotated[
 ]
 
 
-class Candle(BaseModel):
-    """One hourly candle; ``timestamp`` is its open time."""
+def _timestamp_value(value: Any) -> str | int:
+    if isinstance(value, str) and 0 < len(value) <= 64:
+        return value
+    if isinstance(value, float) and value.is_integer():  # gRPC json Values are doubles
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= EPOCH_MS_MAX:
+        return value
+    raise ValueError(
+        "must be an ISO 8601 string with a UTC offset or non-negative integer epoch "
+        f"milliseconds, got {value!r:.40}"
+    )
 
-    timestamp: str | int = Field(
+
+Timestamp = Annotated[
+    str | int,
+    PlainValidator(_timestamp_value, json_schema_input_type=str | int),
+    Field(
         description=(
             "Open time: ISO 8601 with an explicit UTC offset ('2021-11-10T14:00:00Z', "
             "'+00:00') or epoch milliseconds (integer). Naive timestamps are rejected."
         ),
-    )
+    ),
+]
+Volume = Annotated[
+    float,
+    Field(strict=True, allow_inf_nan=False, description="Base-asset volume (BTC); must be >= 0."),
+]
+
+
+class Candle(BaseModel):
+    """One hourly candle; ``timestamp`` is its open time."""
+
+    timestamp: Timestamp
     open: Price
     high: Price
     low: Price
     close: Price
-    volume: float = Field(
-        strict=True, allow_inf_nan=False, description="Base-asset volume (BTC); must be >= 0."
-    )
-
-    @field_validator("timestamp", mode="plain", json_schema_input_type=str | int)
-    @classmethod
-    def _timestamp_type(cls, value: Any) -> str | int:
-        if isinstance(value, str) and 0 < len(value) <= 64:
-            return value
-        if isinstance(value, float) and value.is_integer():  # gRPC json Values are doubles
-            value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= EPOCH_MS_MAX:
-            return value
-        raise ValueError(
-            "must be an ISO 8601 string with a UTC offset or non-negative integer epoch "
-            f"milliseconds, got {value!r:.40}"
-        )
+    volume: Volume
 
 
+class CandleColumns(BaseModel):
+    """A window in columnar form: one array per field, equal lengths, row ``i`` of every array
+    is candle ``i`` (what ``DataFrame.to_dict("list")`` gives). Same rules as the row form."""
+
+    timestamp: list[Timestamp]
+    open: list[Price]
+    high: list[Price]
+    low: list[Price]
+    close: list[Price]
+    volume: list[Volume]
+
+    @model_validator(mode="after")
+    def _equal_lengths(self) -> CandleColumns:
+        lengths = {name: len(getattr(self, name)) for name in CANDLE_FIELDS}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{name} {n}" for name, n in lengths.items())
+            raise ValueError(f"all columns must have the same length, got {shown}")
+        return self
+
+
+CANDLE_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
+ROW_FORM, COLUMN_FORM = "row form", "column form"
+"""Tags of the two window forms (they appear in pydantic error locations; see
+``serving.windows.validation_message``)."""
+
+
+def _window_form(value: Any) -> str:
+    return COLUMN_FORM if isinstance(value, dict | CandleColumns) else ROW_FORM
+
+
+CANDLES_DESCRIPTION = (
+    "Oldest first, strictly increasing, exactly one hour apart; at least warmup_bars + 1 "
+    "(241) candles and at most BTC_SERVE_MAX_CANDLES (default 2048). Either a list of candle "
+    "objects (row form) or an object of equal-length arrays (column form)."
+)
 Candles = Annotated[
-    list[Candle],
-    Field(
-        description=(
-            "Oldest first, strictly increasing, exactly one hour apart; at least warmup_bars + 1 "
-            "(241) candles and at most BTC_SERVE_MAX_CANDLES (default 2048)."
-        )
+    Annotated[list[Candle], Tag(ROW_FORM)] | Annotated[CandleColumns, Tag(COLUMN_FORM)],
+    Discriminator(
+        lambda value: COLUMN_FORM if isinstance(value, dict | CandleColumns) else ROW_FORM
     ),
+    Field(description=CANDLES_DESCRIPTION),
 ]
 
 

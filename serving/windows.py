@@ -10,23 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from features import (
-    BAR_INTERVAL,
-    OHLCV_COLUMNS,
-    TIMESTAMP_COLUMN,
-    CandleValidationError,
-    parse_timestamps,
-    validate_candles,
-)
+from features import BAR_INTERVAL, OHLCV_COLUMNS, TIMESTAMP_COLUMN, CandleValidationError
+from features.candles import check_candle_arrays, timestamps_to_us
 from serving.errors import InvalidRequest, reject
 from serving.schemas import (
+    COLUMN_FORM,
+    ROW_FORM,
     Candle,
+    CandleColumns,
     IndicatorsRequest,
     ModelInfoRequest,
     PredictBatch,
@@ -38,17 +36,37 @@ from serving.schemas import (
 
 @dataclass(frozen=True)
 class CandleWindow:
-    """One validated window: its field name in the request, its canonical candle frame, and the
-    same candles as an ``(n_bars, 5)`` float64 array in :data:`features.OHLCV_COLUMNS` order
-    (the runner input; built once from the parsed values, which validation keeps as they are)."""
+    """One validated window: its field name in the request, the open times as int64 epoch
+    microseconds, and the candles as an ``(n_bars, 5)`` float64 array in
+    :data:`features.OHLCV_COLUMNS` order (the runner input, built once from the parsed values,
+    which validation keeps as they are)."""
 
     field: str
-    frame: pd.DataFrame
+    timestamps_us: np.ndarray
     ohlcv: np.ndarray
 
     @property
+    def last_timestamp_us(self) -> int:
+        return int(self.timestamps_us[-1])
+
+    @property
     def last_timestamp(self) -> pd.Timestamp:
-        return self.frame[TIMESTAMP_COLUMN].iloc[-1]
+        return pd.Timestamp(self.last_timestamp_us, unit="us", tz="UTC")
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The canonical candle frame (``features.validate_candles``'s form), built on demand
+        (only ``indicators`` with ``all_rows`` needs it)."""
+        stamps = pd.Series(self.timestamps_us.astype("datetime64[us]")).dt.tz_localize("UTC")
+        frame = pd.DataFrame({TIMESTAMP_COLUMN: stamps})
+        for j, column in enumerate(OHLCV_COLUMNS):
+            frame[column] = self.ohlcv[:, j]
+        return frame
+
+
+def format_epoch_us(us: int | np.integer) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, as in the contract (``2021-11-10T14:00:00Z``)."""
+    return f"{np.datetime64(int(us), 'us').astype('datetime64[s]')}Z"
 
 
 def format_timestamp(ts: pd.Timestamp) -> str:
@@ -57,11 +75,22 @@ def format_timestamp(ts: pd.Timestamp) -> str:
 
 
 def _where(loc: Sequence[str | int]) -> str:
-    """A pydantic error location as the request field: ``windows[1].candles row 3: open``."""
+    """A pydantic error location as the request field: ``windows[1].candles row 3: open``.
+
+    The tags of the two window forms are dropped, and a column-form location
+    (``candles, open, 3``) reads as the row form's (``candles row 3: open``), so one mistake
+    gets one message whichever form carried it.
+    """
+    parts = list(loc)
+    if COLUMN_FORM in parts:
+        k = parts.index(COLUMN_FORM)
+        tail = parts[k + 1 :]
+        parts = parts[:k] + (tail[::-1] if len(tail) == 2 else tail)
+    parts = [part for part in parts if part != ROW_FORM]
     text = ""
-    for i, part in enumerate(loc):
+    for i, part in enumerate(parts):
         if isinstance(part, int):
-            text += f" row {part}:" if i and loc[i - 1] == "candles" else f"[{part}]"
+            text += f" row {part}:" if i and parts[i - 1] == "candles" else f"[{part}]"
         elif text.endswith(":"):
             text += f" {part}"
         else:
@@ -99,22 +128,32 @@ def _too_many_windows(count: int, max_windows: int) -> InvalidRequest:
     )
 
 
+def _window_size(candles: Any) -> int | None:
+    """Candles in a raw window (row form: the list; column form: its longest array)."""
+    if isinstance(candles, list):
+        return len(candles)
+    if isinstance(candles, dict):
+        return max((len(v) for v in candles.values() if isinstance(v, list)), default=0)
+    return None
+
+
 def check_sizes(payload: Any, *, max_candles: int | None, max_windows: int | None) -> None:
     """Refuse oversized windows/batches on the raw JSON, before validating every candle (a
     16 MiB body of candles takes seconds to validate; counting them takes microseconds)."""
     if not isinstance(payload, dict):
         return
-    candles, windows = payload.get("candles"), payload.get("windows")
-    if max_candles is not None and isinstance(candles, list) and len(candles) > max_candles:
-        raise _too_many_candles("candles", len(candles), max_candles)
+    windows = payload.get("windows")
+    size = _window_size(payload.get("candles"))
+    if max_candles is not None and size is not None and size > max_candles:
+        raise _too_many_candles("candles", size, max_candles)
     if not isinstance(windows, list):
         return
     if max_windows is not None and len(windows) > max_windows:
         raise _too_many_windows(len(windows), max_windows)
     for i, window in enumerate(windows):
-        inner = window.get("candles") if isinstance(window, dict) else None
-        if max_candles is not None and isinstance(inner, list) and len(inner) > max_candles:
-            raise _too_many_candles(f"windows[{i}].candles", len(inner), max_candles)
+        size = _window_size(window.get("candles")) if isinstance(window, dict) else None
+        if max_candles is not None and size is not None and size > max_candles:
+            raise _too_many_candles(f"windows[{i}].candles", size, max_candles)
 
 
 def parse_predict(
@@ -139,8 +178,20 @@ def parse_model_info(payload: Any) -> ModelInfoRequest:
     return _validate(ModelInfoRequest, payload)
 
 
+def _columns(candles: list[Candle] | CandleColumns) -> tuple[list[Any], np.ndarray]:
+    """The timestamps (as given) and the ``(n_bars, 5)`` OHLCV array of a parsed window."""
+    if isinstance(candles, CandleColumns):
+        ohlcv = np.column_stack([getattr(candles, name) for name in OHLCV_COLUMNS])
+        return candles.timestamp, ohlcv.astype("float64", copy=False)
+    n = len(candles)
+    ohlcv = np.empty((n, len(OHLCV_COLUMNS)), dtype="float64")
+    for j, name in enumerate(OHLCV_COLUMNS):
+        ohlcv[:, j] = np.fromiter((getattr(c, name) for c in candles), "float64", n)
+    return [c.timestamp for c in candles], ohlcv
+
+
 def candle_window(
-    candles: list[Candle],
+    candles: list[Candle] | CandleColumns,
     *,
     field: str,
     min_candles: int,
@@ -152,37 +203,32 @@ def candle_window(
     Raises:
         InvalidRequest: naming ``field`` (and the row) and the rule broken.
     """
-    if len(candles) < min_candles:
+    stamps, ohlcv = _columns(candles)
+    if len(stamps) < min_candles:
         raise reject(
             "too_few_candles",
             f"{field}: a window needs at least {min_candles} candles (warmup_bars + 1), "
-            f"got {len(candles)}",
+            f"got {len(stamps)}",
         )
-    if len(candles) > max_candles:
-        raise _too_many_candles(field, len(candles), max_candles)
-    stamps = [c.timestamp for c in candles]
+    if len(stamps) > max_candles:
+        raise _too_many_candles(field, len(stamps), max_candles)
     as_text = isinstance(stamps[0], str)
-    for row, stamp in enumerate(stamps):
-        if isinstance(stamp, str) != as_text:
-            raise reject(
-                "invalid_timestamp",
-                f"{field} row {row}: timestamp: all timestamps of a window must be ISO 8601 "
-                f"strings or all epoch milliseconds, row 0 is {type(stamps[0]).__name__}",
-            )
+    if any(isinstance(stamp, str) != as_text for stamp in stamps):
+        row = next(i for i, stamp in enumerate(stamps) if isinstance(stamp, str) != as_text)
+        raise reject(
+            "invalid_timestamp",
+            f"{field} row {row}: timestamp: all timestamps of a window must be ISO 8601 "
+            f"strings or all epoch milliseconds, row 0 is {type(stamps[0]).__name__}",
+        )
     try:
-        timestamps = parse_timestamps(pd.Series(stamps), what="timestamp")
+        timestamps_us = timestamps_to_us(stamps, what="timestamp")
     except CandleValidationError as exc:
         raise reject("invalid_timestamp", f"{field} {exc}") from None
-    ohlcv = np.empty((len(candles), len(OHLCV_COLUMNS)), dtype="float64")
-    frame = pd.DataFrame({TIMESTAMP_COLUMN: timestamps})
-    for j, column in enumerate(OHLCV_COLUMNS):
-        ohlcv[:, j] = np.fromiter((getattr(c, column) for c in candles), "float64", len(candles))
-        frame[column] = ohlcv[:, j]
     try:
-        validated = validate_candles(frame, interval=interval, row_label=f"{field} row")
-        return CandleWindow(field, validated, ohlcv)
+        check_candle_arrays(timestamps_us, ohlcv, interval=interval, row_label=f"{field} row")
     except CandleValidationError as exc:
         raise reject("invalid_candles", str(exc)) from None
+    return CandleWindow(field, timestamps_us, ohlcv)
 
 
 def request_windows(

@@ -43,7 +43,8 @@ from packaging.utils import canonicalize_name
 shipped = set(json.loads(sys.argv[1]))
 in_bento = {p.stem for p in Path.cwd().iterdir()}
 project = {
-    "service", "serving", "features", "artifact", "training", "monitoring", "backtest", "client"
+    "service", "serving", "features", "artifact", "training", "monitoring", "backtest", "client",
+    "stores",
 }
 allowed = set()
 for top, dists in metadata.packages_distributions().items():
@@ -177,7 +178,8 @@ def test_bento_code_imports_with_only_the_bentos_packages_and_no_torch(built_ben
     assert "torch" not in loaded
     for name, file in loaded.items():
         if (
-            name.split(".")[0] in {"service", "serving", "features", "artifact", "monitoring"}
+            name.split(".")[0]
+            in {"service", "serving", "features", "artifact", "monitoring", "stores"}
             and file
         ):
             assert Path(file).is_relative_to(source), f"{name} came from {file}, not the bento"
@@ -233,3 +235,16 @@ def test_built_bento_serves_predict_over_grpc(built_bento, window, host_probabil
         answer = service.predict(window)
     assert answer["model_tag"] == built_bento.model_tag
     assert answer["probability_up"] == pytest.approx(host_probability, abs=1e-6)
+
+
+def test_uvicorn_runs_with_its_c_parts_in_the_bento():
+    """uvloop and httptools are pinned for the bento, and uvicorn's "auto" choices (which
+    BentoML's API and runner servers use) pick them, not asyncio's loop and h11."""
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    served = (REPO_ROOT / "requirements-serving.txt").read_text().splitlines()
+    assert any(line.startswith("uvloop==") for line in served)
+    assert any(line.startswith("httptools==") for line in served)
+    assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
+    assert auto_loop_factory(use_subprocess=False).__module__.startswith("uvloop")

@@ -613,3 +613,21 @@ def test_http_refusals_are_counted_and_logged_under_their_4xx(http_server, http,
     assert moved("500") == 0
     access = [line for line in log.read_text().splitlines() if "path=/predict," in line]
     assert sum("(status=400," in line for line in access) >= 4
+
+
+def test_column_form_is_answered_as_the_row_form_over_http_and_grpc(
+    http_url, http, grpc_server, window
+):
+    rows = _candles(window)
+    columns = {name: [c[name] for c in rows] for name in rows[0]}
+    expected = http.predict(window)
+    over_http = httpx.post(f"{http_url}/predict", json={"candles": columns}).json()
+    _, over_grpc = _standard_call(grpc_server[0], "predict", {"candles": columns})
+    for answer in (over_http, over_grpc):
+        assert answer["probability_up"] == pytest.approx(expected["probability_up"], abs=1e-6)
+        assert answer["timestamp"] == expected["timestamp"]
+    batch = {"windows": [{"candles": columns}, {"candles": rows}]}
+    both = httpx.post(f"{http_url}/predict", json=batch).json()["predictions"]
+    assert both[0] == both[1] == over_http
+    indicators = httpx.post(f"{http_url}/indicators", json={"candles": columns}).json()
+    assert indicators == http.indicators(window)

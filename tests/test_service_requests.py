@@ -176,3 +176,127 @@ def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path)
     finally:
         BentoMLContainer.config.tracing.sample_rate.set(None)
         BentoMLContainer.remote_runner_mapping.set(mapping)
+
+
+# ---------------------------------------------------------------- the column form of a window
+
+
+def _columns(candles: list[dict]) -> dict[str, list]:
+    return {name: [c[name] for c in candles] for name in candles[0]}
+
+
+def test_column_form_gives_the_same_window_as_the_row_form(window):
+    rows = candles_payload(window)
+    (from_rows,) = request_windows(decode(json.dumps({"candles": rows}).encode()), **LIMITS)
+    columns = json.dumps({"candles": _columns(rows)}).encode()
+    (from_columns,) = request_windows(decode(columns), **LIMITS)
+    np.testing.assert_array_equal(from_columns.ohlcv, from_rows.ohlcv)
+    np.testing.assert_array_equal(from_columns.timestamps_us, from_rows.timestamps_us)
+    pd.testing.assert_frame_equal(from_columns.frame, window)
+    as_frame = window.assign(timestamp=window["timestamp"].map(lambda t: t.isoformat()))
+    direct = json.dumps({"candles": as_frame.to_dict("list")}).encode()  # what pandas users send
+    np.testing.assert_array_equal(
+        request_windows(decode(direct), **LIMITS)[0].ohlcv, window[list(OHLCV_COLUMNS)].to_numpy()
+    )
+
+
+def _broken(window: pd.DataFrame, name: str) -> list[dict]:
+    """One mistake of the battery, in row form."""
+    candles = candles_payload(window)
+    if name == "wrong_type":
+        candles[3]["close"] = "high"
+    elif name == "null":
+        candles[3]["open"] = None
+    elif name == "non_positive":
+        candles[4]["low"] = 0.0
+    elif name == "negative_volume":
+        candles[4]["volume"] = -1.0
+    elif name == "high_below_low":
+        candles[7]["high"] = 1.0
+    elif name == "unsorted":
+        candles[5], candles[6] = candles[6], candles[5]
+    elif name == "duplicate":
+        candles[6] = candles[5]
+    elif name == "gap":
+        del candles[10]
+    elif name == "naive_timestamp":
+        candles[2]["timestamp"] = "2021-11-10T14:00:00"
+    elif name == "bad_timestamp":
+        candles[2]["timestamp"] = "yesterday"
+    elif name == "mixed_timestamps":
+        candles[5]["timestamp"] = 1_600_000_000_000
+    elif name == "too_few":
+        candles = candles[:WARMUP_BARS]
+    return candles
+
+
+COLUMN_FORM_MISTAKES = [
+    "wrong_type", "null", "non_positive", "negative_volume", "high_below_low", "unsorted",
+    "duplicate", "gap", "naive_timestamp", "bad_timestamp", "mixed_timestamps", "too_few",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COLUMN_FORM_MISTAKES)
+def test_column_form_mistakes_get_the_row_forms_message(window, name):
+    rows = _broken(window, name)
+    from_rows = rejection(json.dumps({"candles": rows}).encode())
+    from_columns = rejection(json.dumps({"candles": _columns(rows)}).encode())
+    assert from_columns.error == from_rows.error
+    assert from_columns.reason == from_rows.reason
+    assert from_rows.error.startswith("candles")
+
+
+def test_column_form_needs_equal_lengths_and_every_column(window):
+    columns = _columns(candles_payload(window))
+    columns["open"] = columns["open"][:-1]
+    error = rejection(json.dumps({"candles": columns}).encode())
+    assert error.error.startswith("candles: all columns must have the same length")
+    assert "open 299" in error.error and "close 300" in error.error
+    del columns["volume"]
+    assert rejection(json.dumps({"candles": columns}).encode()).error.startswith(
+        "candles.volume: Field required"
+    )
+
+
+# ---------------------------------------------------------------- timestamps without pandas
+
+
+def _random_stamps(rng: np.random.Generator, n: int) -> list[str]:
+    """Canonical-looking ISO 8601 strings, some of them impossible dates or offsets."""
+    stamps = []
+    for _ in range(n):
+        year = int(rng.choice([1, 4, 100, 400, 1900, 1970, 2000, 2024, 2100, 9999]))
+        month, day = int(rng.integers(0, 14)), int(rng.integers(0, 33))
+        hour, minute, second = int(rng.integers(0, 26)), int(rng.integers(0, 61)), 0
+        text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+        if rng.random() < 0.5:
+            text += "Z"
+        else:
+            sign = "+" if rng.random() < 0.5 else "-"
+            text += f"{sign}{int(rng.integers(0, 25)):02d}:{int(rng.integers(0, 61)):02d}"
+        stamps.append(text)
+    return stamps
+
+
+def test_timestamp_decoding_accepts_and_refuses_as_pandas_does():
+    """``timestamps_to_us`` decodes canonical ISO strings with NumPy: each string alone must
+    give pandas' instant, or be refused by the same rule (its fallback is pandas)."""
+    from features.candles import parse_timestamps, timestamps_to_us
+
+    rng = np.random.default_rng(7)
+    stamps = _random_stamps(rng, 2000)
+    agreed = refused = 0
+    for stamp in stamps:
+        try:
+            expected = parse_timestamps(pd.Series([stamp])).astype("datetime64[us, UTC]")
+        except (CandleValidationError, ValueError, OverflowError) as exc:
+            with pytest.raises(type(exc)):
+                timestamps_to_us([stamp])
+            refused += 1
+            continue
+        assert timestamps_to_us([stamp]).tolist() == expected.array.asi8.tolist(), stamp
+        agreed += 1
+    assert agreed > 500 and refused > 500  # both sides of every rule were exercised
+    leap = ["2024-02-29T23:00:00Z", "2000-02-29T00:00:00+01:00", "1900-03-01T00:00:00-05:30"]
+    expected = parse_timestamps(pd.Series(leap)).astype("datetime64[us, UTC]").array.asi8
+    np.testing.assert_array_equal(timestamps_to_us(leap), expected)
