@@ -268,7 +268,15 @@ class Backtest:
         """Trade the bars from ``start`` to ``end`` (open times, inclusive) and score them."""
         first, last = self.rows(start, end)
         costs = {"fee_bps": self.fee_bps, "slippage_bps": self.slippage_bps}
-        run = partial(simulate, self.candles, self.probability_up, first=first, last=last, **costs)
+        run = partial(
+            simulate,
+            self.candles,
+            self.probability_up,
+            first=first,
+            last=last,
+            fee_bps=self.fee_bps,
+            slippage_bps=self.slippage_bps,
+        )
         bars = run(policy=self.policy)
         plain = bars if self.plain == self.policy else run(policy=self.plain)
         _add_comparison_columns(bars, plain, **costs)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS, Backtest, BacktestResult
-from backtest._schedule import walk_forward_schedule
+from backtest._schedule import PolicySchedule, walk_forward_schedule
 from backtest._service import PredictClient, parity, service_probabilities
 from backtest._signals import (
     check_out_of_sample,
@@ -177,7 +177,7 @@ def backtest_stored_model(
                 rows=signal_rows,
                 window_bars=window_bars,
                 predict_proba=loaded.model.predict_proba,
-                policy=probe.policy,
+                policy=probe.plain if plain_rule else stored_policy,
             )
     assert probability is not None
     started = time.perf_counter()
@@ -251,7 +251,8 @@ def backtest_walk_forward(
         (int(stamps.searchsorted(f.trade_first)), int(stamps.searchsorted(f.trade_last)))
         for f in walk.folds
     ]
-    schedule, searches = None, []
+    schedule: PolicySchedule | None = None
+    searches: list[dict[str, Any]] = []
     if search_policy:
         schedule, searches = walk_forward_schedule(
             probe.candles,

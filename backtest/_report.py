@@ -44,17 +44,11 @@ def _fmt(value: float | int | None, kind: str) -> str:
 def summary_table(result: BacktestResult) -> str:
     """The policy, the plain threshold and buy-and-hold (after and before costs) and cash, one
     headline number per line, then the reading generated from the figures."""
-    names = (
-        "policy",
-        "policy_before_costs",
-        "plain_threshold",
-        "plain_threshold_before_costs",
-        "buy_and_hold_after_costs",
-        "buy_and_hold",
-        "cash",
-    )
-    headers = ("policy", "(no costs)", "plain", "(no costs)", "buy&hold", "(no costs)", "cash")
-    lines_stats = [result.comparison.get(n) for n in names] if result.comparison else []
+    from backtest._stats import COMPARISON_LINES as names
+
+    headers: tuple[str, ...] = ("policy", "(no costs)", "plain", "(no costs)", "buy&hold")
+    headers += ("(no costs)", "cash")
+    lines_stats = [result.comparison[n] for n in names] if result.comparison else []
     if not lines_stats:
         lines_stats, headers = [result.strategy, result.buy_and_hold], ("strategy", "buy&hold")
     columns = []

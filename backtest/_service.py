@@ -115,10 +115,8 @@ def parity(
     at the threshold.
     """
     rows = np.asarray(rows)
-    thresholds = sorted(
-        {policy.entry, policy.exit}
-        | ({policy.short_entry, policy.short_exit} if policy.allow_short else set())  # type: ignore[arg-type]
-    )
+    levels = [policy.entry, policy.exit, policy.short_entry, policy.short_exit]
+    thresholds = sorted({float(v) for v in levels if v is not None})
     served_rows, offline_rows = served[rows], offline[rows]
     both = ~np.isnan(served_rows) & ~np.isnan(offline_rows)
     served_target = policy.positions(served_rows)

@@ -258,7 +258,7 @@ def compare(
     }
     charged = {"fee_bps": fee_bps, "slippage_bps": slippage_bps}
     free = {"fee_bps": 0.0, "slippage_bps": 0.0}
-    out = {}
+    out: dict[str, Stats] = {}
     for name, position in positions.items():
         after = line_stats(timestamps, position, bar_return, **charged)
         before = line_stats(timestamps, position, bar_return, **free)

@@ -154,7 +154,7 @@ class PredictWindow(Window):
 class PredictBatch(WindowBatch):
     """Several windows to predict on, each with its own position."""
 
-    windows: list[PredictWindow] = Field(
+    windows: list[PredictWindow] = Field(  # type: ignore[assignment]  # narrows the batch
         description="At most BTC_SERVE_MAX_WINDOWS (default 64) windows; answered in order."
     )
 

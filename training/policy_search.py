@@ -290,8 +290,8 @@ def search_policy(
     for policy in grid:
         per_fold = []
         for stretch in stretches:
-            key = (policy, stretch.name, stretch.bars, stretch.last_price_time, fee_bps)
-            key += (slippage_bps,)
+            key: tuple[Any, ...] = (policy, stretch.name, stretch.bars, stretch.last_price_time)
+            key += (fee_bps, slippage_bps)
             if key not in cache:
                 cache[key] = score(policy, stretch, fee_bps=fee_bps, slippage_bps=slippage_bps)
             per_fold.append(cache[key])
