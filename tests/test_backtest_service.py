@@ -14,9 +14,10 @@ from artifact import ModelContractError, load_model
 from backtest import backtest_stored_model
 from backtest.run import main
 from client import GrpcClient, HttpClient, ServiceError
+from devtools import free_port, isolated_home, running_server
 from features import BAR_INTERVAL, WARMUP_BARS
 from policy import POSITIONS, next_bars_held
-from tests.servers import free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 from training.data import Candles
 
 pytestmark = pytest.mark.integration
