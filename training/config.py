@@ -35,8 +35,8 @@ class TrainConfig:
         threshold: the plain decision threshold stored with the model (``long`` if P(up) >=
             threshold). Fixed in advance, not tuned: 0.5 means "long when an up move is more
             likely than not". It is the baseline the searched decision policy is compared with.
-        fee_bps: fee per position change (bps) the decision policy is searched at
-            (:mod:`training.policy_search`); the backtest's default.
+        fee_bps: fee per position change (bps) the decision policy is searched at (the
+            backtest's default).
         slippage_bps: slippage per position change (bps) the decision policy is searched at.
         allow_short: search long/flat/short decision policies instead of long/flat.
         max_rows: train on the newest ``max_rows`` candles only (None = all).
