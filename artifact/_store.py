@@ -24,6 +24,7 @@ import bentoml
 import pandas as pd
 from bentoml.exceptions import NotFound
 
+from artifact._expiry import expires_at, model_age, trained_at
 from artifact._layout import MODEL_FILES, MODEL_NAME, REFERENCE_FILE, REQUIRED_METADATA, STAGES
 from artifact._predictor import OnnxPredictor
 from features import FEATURE_NAMES, FEATURE_SET_VERSION, WARMUP_BARS
@@ -70,6 +71,15 @@ class LoadedModel:
     def policy_source(self) -> str:
         """Where :attr:`policy` came from (for old models: ``policy.PLAIN_SOURCE``)."""
         return policy_from_metadata(self.metadata)[1]
+
+    @property
+    def trained_at(self) -> pd.Timestamp | None:
+        return trained_at(self.metadata)
+
+    @property
+    def expires_at(self) -> pd.Timestamp | None:
+        """When the model expires (None: no expiry recorded, or a lifetime of 0)."""
+        return expires_at(self.metadata)
 
     @property
     def bar_interval(self) -> pd.Timedelta:
@@ -399,6 +409,7 @@ def model_summary(loaded: LoadedModel) -> dict[str, Any]:
                 "holdout_range": meta["holdout_range"],
                 "data_sha256": meta["data_sha256"],
                 "metrics": meta["metrics"],
+                "expiry": model_age(meta),
             },
             default=str,
         )

@@ -228,7 +228,7 @@ class IndicatorsResponse(BaseModel):
 
 
 class ModelInfoResponse(BaseModel):
-    """What is being served: tag, stage, metrics, feature contract, data ranges."""
+    """What is being served: tag, stage, metrics, feature contract, data ranges, age and expiry."""
 
     model_tag: str
     stage: str
@@ -247,6 +247,10 @@ class ModelInfoResponse(BaseModel):
     holdout_range: list[str]
     data_sha256: str
     metrics: dict[str, Any]
+    expiry: dict[str, Any] = Field(
+        description="trained_at, age_hours, expires_at (null: no expiry recorded), expired "
+        "and a status sentence, as of this answer"
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -30,6 +30,7 @@ LIFECYCLE = [
     "loadtest",
     "bench",
     "build",
+    "retrain",
     "containerize-check",
 ]
 ALIASES = {

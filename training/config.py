@@ -43,6 +43,9 @@ class TrainConfig:
         threads: torch intra-op threads while fitting (restored afterwards). 1 by default: this
             MLP is too small to gain from more, and on a busy 2-core machine 2 threads were
             measured 3.4x slower than 1 (identical results).
+        lifetime_hours: hours after training when the model expires (``expires_at`` in its
+            metadata; 0 = never), like FreqAI's expiration_hours. An expired model still
+            answers; model_info, a gauge and an alert say it is time to retrain.
     """
 
     label_horizon: int = DEFAULT_LABEL_HORIZON
@@ -64,6 +67,7 @@ class TrainConfig:
     allow_short: bool = False
     max_rows: int | None = None
     threads: int = 1
+    lifetime_hours: float = 168.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,6 +95,7 @@ class TrainConfig:
             ),
             (self.max_rows is None or self.max_rows >= 1, "max_rows must be >= 1"),
             (self.threads >= 1, "threads must be >= 1"),
+            (self.lifetime_hours >= 0.0, "lifetime_hours must be >= 0 (0 = never expires)"),
         ]
         errors = [message for ok, message in checks if not ok]
         if errors:

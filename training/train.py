@@ -34,7 +34,15 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from artifact import MODEL_NAME, REPORT_DIR, save_model
+from artifact import (
+    EXPIRES_AT,
+    LIFETIME_HOURS,
+    MODEL_NAME,
+    REPORT_DIR,
+    TRAINED_AT,
+    expiry_after,
+    save_model,
+)
 from cli import config_from, dataclass_options, existing_file, folder, run
 from features import BAR_INTERVAL, FEATURE_NAMES, TIMESTAMP_COLUMN
 from monitoring.drift_stats import reference_profile
@@ -426,6 +434,14 @@ def _rows_sha256(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def _expiry(config: TrainConfig) -> dict[str, Any]:
+    """``trained_at`` (now) and, unless the lifetime is 0, ``expires_at`` (artifact._expiry)."""
+    trained = pd.Timestamp.now(tz="UTC")
+    expires = expiry_after(trained, config.lifetime_hours)
+    times = {TRAINED_AT: trained.isoformat(), LIFETIME_HOURS: config.lifetime_hours}
+    return times if expires is None else {**times, EXPIRES_AT: expires.isoformat()}
+
+
 def train_and_save(
     config: TrainConfig,
     candles: Candles | None = None,
@@ -535,7 +551,7 @@ def train_and_save(
         "best_epoch": final.best_epoch,
         "library_versions": library_versions(),
         **_git_revision(),
-        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        **_expiry(config),
     }
 
     from training.report import write_report
