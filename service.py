@@ -98,16 +98,18 @@ def _stopping(_context: object) -> None:
     input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
 )
-async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
-    """P(up) and the signal at the close of each window's last candle."""
+async def predict(request: schemas.PredictWindow | schemas.PredictBatch) -> dict:
+    """P(up) and the signal (the decision policy's target position from the request's
+    ``position``) at the close of each window's last candle."""
     windows = request_windows(request, **limits)
+    held = answers.holdings(served, request)
     computed = await run(model_runner.predict_windows, [w.ohlcv for w in windows])
     features, probabilities = computed[:, :-1], computed[:, -1]
     answers.raise_if_not_finite(features, windows)
-    predictions = answers.predictions(served, windows, probabilities)
+    predictions = answers.predictions(served, windows, probabilities, held)
     monitor.record(features, predictions)
     log_event("predict", signals=[p["signal"] for p in predictions])
-    if isinstance(request, schemas.WindowBatch):
+    if isinstance(request, schemas.PredictBatch):
         return {"predictions": predictions}
     return predictions[0]
 

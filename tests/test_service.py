@@ -28,6 +28,7 @@ from features import (
     compute_features,
     compute_window_features,
 )
+from policy import POSITION_NAMES
 from tests.servers import server_env
 
 pytestmark = pytest.mark.integration
@@ -186,7 +187,8 @@ def test_predict_is_the_same_over_http_grpc_and_offline(
         assert answer["model_tag"] == trained_model_tag
         assert answer["timestamp"] == iso(window["timestamp"].iloc[-1])
         assert answer["horizon_bars"] == offline.label_horizon
-        assert answer["signal"] == ("long" if expected >= offline.model.threshold else "flat")
+        # No position in the request: flat, and the signal is the stored policy's target.
+        assert answer["signal"] == POSITION_NAMES[offline.policy.next_position(expected, "flat")]
     assert over_grpc["probability_up"] == pytest.approx(over_http["probability_up"], abs=1e-6)
 
 
