@@ -19,6 +19,10 @@ STAGES = {
     "backtest": ("backtest.run:backtest_command", "out-of-sample backtest with fees"),
     "drift": ("monitoring.drift_report:drift_command", "data drift of the prediction log"),
     "outcomes": ("monitoring.outcomes:outcomes_command", "logged predictions vs outcomes"),
+    "load-candles": (
+        "monitoring.clickhouse_source:load_candles_command",
+        "load candles into ClickHouse (for outcomes)",
+    ),
     "loadtest": ("loadtests.run:loadtest_command", "bounded headless locust load test"),
     "bench": ("benchmarks.run:bench_command", "the benchmarks of docs/BENCHMARKS.md"),
     "build": ("scripts.build_bento:build_command", "build and check the bento"),

@@ -29,11 +29,13 @@ from backtest import Backtest, BacktestResult
 from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from cli import existing_file, folder, run
 from features import make_labels
+from monitoring.clickhouse_source import ClickHouseSource, Selection, is_clickhouse_url
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
     latest_model_tag,
     log_options,
+    prediction_source,
     read_predictions,
 )
 from policy import policy_from_metadata
@@ -192,6 +194,31 @@ def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, 
     return path
 
 
+def _predictions(args: Any) -> tuple[str, pd.DataFrame]:
+    """The model and its predictions from the CLI's source (prediction log or ClickHouse)."""
+    source = prediction_source(args)
+    if isinstance(source, str):
+        store = ClickHouseSource(source)
+        model_tag = args.model_tag or store.latest_model_tag()
+        return model_tag, store.predictions_frame(Selection(model_tag, args.since, args.until))
+    predictions = read_predictions(
+        source, model_tag=args.model_tag, since=args.since, until=args.until
+    )
+    model_tag = args.model_tag or latest_model_tag(predictions)
+    return model_tag, predictions[predictions["model_tag"] == model_tag]
+
+
+class CandleSource(click.ParamType):
+    """``--data``: an existing candle file, or a ``clickhouse://`` URL (its ``candles`` table)."""
+
+    name = "FILE|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if is_clickhouse_url(value):
+            return value
+        return existing_file.convert(value, param, ctx)
+
+
 @click.command(
     "outcomes",
     help="Concept drift: the service's logged predictions scored against realised outcomes "
@@ -200,9 +227,10 @@ def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, 
 @log_options
 @click.option(
     "--data",
-    type=existing_file,
-    help="candles (CSV/Parquet, as training.data.load_candles reads); default: the bundled "
-    "BTCUSDT 1h candles",
+    type=CandleSource(),
+    help="candles: a CSV/Parquet file (as training.data.load_candles reads) or "
+    "clickhouse://HOST:PORT/DATABASE (its candles table); default: the bundled BTCUSDT 1h "
+    "candles",
 )
 @click.option(
     "--window",
@@ -232,12 +260,11 @@ def outcomes_command(**options: Any) -> int:
     from training.prepare import load_data
 
     try:
-        predictions = read_predictions(
-            args.logs, model_tag=args.model_tag, since=args.since, until=args.until
-        )
-        model_tag = args.model_tag or latest_model_tag(predictions)
-        predictions = predictions[predictions["model_tag"] == model_tag]
-        candles = load_data(args.data).frame
+        model_tag, predictions = _predictions(args)
+        if is_clickhouse_url(args.data):
+            candles = ClickHouseSource(args.data).candles()
+        else:
+            candles = load_data(args.data).frame
     except (PredictionLogError, OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

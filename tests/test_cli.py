@@ -27,6 +27,7 @@ LIFECYCLE = [
     "backtest",
     "drift",
     "outcomes",
+    "load-candles",
     "loadtest",
     "bench",
     "build",
