@@ -26,6 +26,7 @@ STAGES = {
     "loadtest": ("loadtests.run:loadtest_command", "bounded headless locust load test"),
     "bench": ("benchmarks.run:bench_command", "the benchmarks of docs/BENCHMARKS.md"),
     "build": ("scripts.build_bento:build_command", "build and check the bento"),
+    "retrain": ("ingest.cli:retrain", "update data, train, gate, build the bento, promote"),
     "containerize-check": (
         "scripts.containerize_check:containerize_check_command",
         "build the image and prove it serves",
@@ -76,7 +77,6 @@ app = _StageGroup(
 )
 # Mounting another command: add ``"name": ("module:attribute", "help")`` to STAGES (imported on
 # use, so its module may import ``cli``), or ``app.add_command(command)`` for one built here.
-# Next: "retrain" ("ingest.cli:retrain", issue 14) once it exists.
 
 
 def main() -> None:

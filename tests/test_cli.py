@@ -31,6 +31,7 @@ LIFECYCLE = [
     "loadtest",
     "bench",
     "build",
+    "retrain",
     "containerize-check",
 ]
 ALIASES = {
