@@ -27,6 +27,8 @@ from serving.schemas import (
     CandleColumns,
     IndicatorsRequest,
     ModelInfoRequest,
+    PredictBatch,
+    PredictWindow,
     Window,
     WindowBatch,
 )
@@ -156,15 +158,15 @@ def check_sizes(payload: Any, *, max_candles: int | None, max_windows: int | Non
 
 def parse_predict(
     payload: Any, *, max_candles: int | None = None, max_windows: int | None = None
-) -> Window | WindowBatch:
+) -> PredictWindow | PredictBatch:
     """``{"candles": [...]}`` or ``{"windows": [...]}`` (not both); with limits given, oversized
     requests are refused before validation (:func:`check_sizes`)."""
     check_sizes(payload, max_candles=max_candles, max_windows=max_windows)
     if isinstance(payload, dict) and "windows" in payload:
         if "candles" in payload:
             raise reject("invalid_schema", "body: give either candles or windows, not both")
-        return _validate(WindowBatch, payload)
-    return _validate(Window, payload)
+        return _validate(PredictBatch, payload)
+    return _validate(PredictWindow, payload)
 
 
 def parse_indicators(payload: Any, *, max_candles: int | None = None) -> IndicatorsRequest:
