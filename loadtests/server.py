@@ -97,6 +97,8 @@ def serve(
     env: Mapping[str, str] | None = None,
     api_workers: int | None = None,
     start_timeout_s: float = 240.0,
+    source_dir: Path = REPO_ROOT,
+    python: str | Path = sys.executable,
 ) -> Iterator[Server]:
     """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service:svc``
     on a free loopback port until the block ends, then stop its whole process group.
@@ -112,6 +114,9 @@ def serve(
         env: more environment variables for the server (e.g. ``BTC_SERVE_BENCHMARK_API``).
         api_workers: ``--api-workers`` (default: BentoML's, one per CPU).
         start_timeout_s: how long to wait for readiness before giving up.
+        source_dir: the checkout whose ``service:svc`` is served (benchmarks serve an older
+            commit from its own worktree).
+        python: the interpreter (and so the virtual environment) that runs it.
 
     Raises:
         FileNotFoundError: the store has no models.
@@ -151,8 +156,8 @@ def serve(
     log_path = work_dir / f"{protocol}-server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", *args],
-            cwd=REPO_ROOT,
+            [str(python), "-m", "bentoml", *args],
+            cwd=source_dir,
             env=server_env,
             stdout=log,
             stderr=subprocess.STDOUT,
