@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 BENTOML := $(VENV)/bin/bentoml
+# The project's command line (`btcusdt`, also installed as $(VENV)/bin/btcusdt).
+CLI := $(PY) -m cli
 HTTP_PORT ?= 3000
 GRPC_PORT ?= 3010
 # Runner batching, gRPC metrics port (3011)...: edit it or point BENTOML_CONFIG at your own copy.
@@ -28,25 +30,25 @@ run: setup  ## train the default model if the store has none, then serve it on l
 		echo "model store $(BENTOML_HOME) already holds a btcusdt_mlp model: serving it"; \
 	else \
 		echo "no btcusdt_mlp model in $(BENTOML_HOME): training the default model"; \
-		$(PY) -m training.train; \
+		$(CLI) train; \
 	fi
 	$(MAKE) --no-print-directory serve
 
 prepare: setup
-	$(PY) -m training.prepare
+	$(CLI) prepare
 
 train: setup  ## train + evaluate + save a candidate model (options: TRAIN_ARGS="--max-epochs 20 ...")
-	$(PY) -m training.train $(TRAIN_ARGS)
+	$(CLI) train $(TRAIN_ARGS)
 
 promote: setup  ## promote TAG=btcusdt_mlp:<version> to production (refused if it fails the gate)
 	@test -n "$(TAG)" || { echo "usage: make promote TAG=btcusdt_mlp:<version>"; exit 2; }
-	$(PY) -m training.promote $(TAG)
+	$(CLI) promote $(TAG)
 
 models: setup  ## list model versions with stage and holdout metrics
-	$(PY) -m training.promote --list
+	$(CLI) models
 
 backtest: setup  ## out-of-sample backtest of the production/newest model (BACKTEST_ARGS="--walk-forward ...")
-	$(PY) -m backtest.run $(BACKTEST_ARGS)
+	$(CLI) backtest $(BACKTEST_ARGS)
 
 # Each server runs with its own BENTOML_HOME under .work/servers/ that links the model store of
 # BENTOML_HOME: BentoML keeps its metrics files in $$BENTOML_HOME/prometheus_multiproc_dir and
@@ -71,18 +73,15 @@ serve-grpc: setup  ## gRPC server on GRPC_PORT; Prometheus metrics at http://127
 # Starts its own server on free loopback ports (or LOADTEST_ARGS="--url http://127.0.0.1:3000");
 # CSVs + summary in reports/loadtest/<time>/; exits non-zero on any failure or 5xx.
 loadtest: setup  ## bounded headless locust run (LOADTEST_ARGS="--workload grpc --users 32 ...")
-	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m loadtests.run $(LOADTEST_ARGS)
+	BENTOML_HOME=$(BENTOML_HOME) $(CLI) loadtest $(LOADTEST_ARGS)
 
 bench: setup  ## the benchmarks recorded in docs/BENCHMARKS.md (a model in BENTOML_HOME; ~15 min)
-	$(PY) -m benchmarks.bench_features
-	$(PY) -m benchmarks.bench_runtime
-	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m benchmarks.bench_service
-	BENTOML_HOME=$(BENTOML_HOME) $(PY) -m benchmarks.bench_pipeline
+	BENTOML_HOME=$(BENTOML_HOME) $(CLI) bench
 
 BENTO ?= btcusdt_direction:latest
 
 build: setup  ## bento of the production model (else the newest; MODEL_TAG=... to choose), checked
-	$(PY) -m scripts.build_bento $(if $(MODEL_TAG),--model-tag $(MODEL_TAG))
+	$(CLI) build $(if $(MODEL_TAG),--model-tag $(MODEL_TAG))
 
 # With Docker: plain `bentoml containerize`. Without (root + buildah/podman, see README): the same
 # generated Dockerfile built by buildah into .work/containers, FROM a debootstrap'ed stand-in base.
@@ -90,11 +89,11 @@ containerize: setup  ## OCI image of BENTO (default: the newest bento)
 	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
 		BENTOML_CONFIG=$(BENTOML_CONFIG) $(BENTOML) containerize $(BENTO); \
 	else \
-		$(PY) -m scripts.containerize_check --bento $(BENTO) --build-only --keep; \
+		$(CLI) containerize-check --bento $(BENTO) --build-only --keep; \
 	fi
 
 containerize-check: setup  ## image of BENTO run by podman: probes, predict over HTTP + gRPC, non-root
-	$(PY) -m scripts.containerize_check --bento $(BENTO)
+	$(CLI) containerize-check --bento $(BENTO)
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest

@@ -90,6 +90,11 @@ async def _started(_context: object) -> None:
         )
 
 
+@svc.on_shutdown
+def _stopping(_context: object) -> None:
+    monitor.stop()
+
+
 @svc.api(
     input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),

@@ -3,7 +3,8 @@
 Both engines of :func:`features.compute_window_features` run on the same batches of real
 256-bar windows from the bundled BTCUSDT candles, interleaved (ta, fast, ta, fast, ...) so that
 load on a shared machine hits both alike; each figure is the median over the repeats. Also
-checks, on every batch, that the two engines agree. Usage:
+checks, on every batch, that the two engines agree, and times each feature family's fast kernel
+with either loop flavour (NumPy / Python loops). Usage:
 ``.venv/bin/python -m benchmarks.bench_features [--bars 256] [--batches 1 8 64 256]``
 """
 
@@ -21,6 +22,9 @@ from importlib.metadata import version
 import numpy as np
 
 from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features, contiguous_segments
+from features._family import Bars
+from features._replay import NUMPY_LOOPS, PYTHON_LOOPS
+from features.indicators import FAMILIES
 from training.data import load_bundled_btcusdt
 
 GOAL_BATCH = 64
@@ -48,6 +52,25 @@ def real_windows(n_windows: int, n_bars: int, *, seed: int = 0) -> np.ndarray:
         end = rng.integers(n_bars, len(segment) + 1)
         windows.append(segment[end - n_bars : end])
     return np.stack(windows)
+
+
+def _loop_flavours(pool: np.ndarray, repeats: int, batches: tuple[int, ...] = (1, 10, 64)) -> None:
+    """ms per call of each family's fast kernel with either loop flavour (``features._replay``):
+    where the Python loops earn their place, recursion by recursion."""
+    print("loop flavours, ms per call of each family's fast kernel (numpy / python loops):")
+    print(f"{'family':<10} " + " ".join(f"{f'batch {b}':>17}" for b in batches))
+    for family in FAMILIES:
+        cells = []
+        for batch in batches:
+            _, high, low, close, volume = np.ascontiguousarray(pool[:batch].transpose(2, 1, 0))
+            medians = []
+            for loops in (NUMPY_LOOPS, PYTHON_LOOPS):
+                call = partial(family.fast, Bars(high, low, close, volume, loops))
+                n_calls = max(1, int(MIN_SAMPLE_S / _sample_s(call, 2)))
+                medians.append(statistics.median(_sample_s(call, n_calls) for _ in range(repeats)))
+            cells.append(f"{medians[0] * 1e3:>7.3f} / {medians[1] * 1e3:>7.3f}")
+        name = family.reference.__module__.removeprefix("features._")
+        print(f"{name:<10} " + " ".join(f"{c:>17}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{batch:>5} {ta_rate:>10.1f} {fast_rate:>11.1f} {speedups[batch]:>8.1f}x "
             f"{np.abs(fast - reference).max():>16.3g} {identical:>13.1%}"
         )
+    _loop_flavours(pool, args.repeats)
     if GOAL_BATCH in speedups:
         verdict = "met" if speedups[GOAL_BATCH] >= GOAL_SPEEDUP else "NOT met"
         print(

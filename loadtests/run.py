@@ -11,7 +11,6 @@ runs it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import ipaddress
 import json
@@ -24,9 +23,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
+
+from cli import existing_file, folder, run
 from features import WARMUP_BARS
 from loadtests.server import (
     REPO_ROOT,
@@ -145,90 +148,105 @@ def require_loopback(host: str | None, what: str) -> None:
     raise SystemExit(f"{what}: {host!r} is not a loopback address (127.0.0.1, ::1, localhost)")
 
 
-def _positive(kind: type, upper: float) -> Any:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not 0 < value <= upper:
-            raise argparse.ArgumentTypeError(f"must be > 0 and <= {upper}, got {text}")
-        return value
-
-    return parse
+PROG = "python -m loadtests.run"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.run",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--workload",
-        choices=sorted(WORKLOADS),
-        default="mixed",
-        help="predict / indicators: one API over HTTP; mixed: predict, batches, indicators, "
-        "model_info over HTTP; grpc: the mixed workload over gRPC",
-    )
-    parser.add_argument(
-        "--users",
-        type=_positive(int, MAX_USERS),
-        default=16,
-        help=f"concurrent clients, each sending its next request on the answer (<= {MAX_USERS})",
-    )
-    parser.add_argument(
-        "--spawn-rate", type=_positive(float, MAX_USERS), default=8.0, help="users started per s"
-    )
-    parser.add_argument(
-        "--run-time-s", type=_positive(int, MAX_RUN_TIME_S), default=30, help="longest run, s"
-    )
-    parser.add_argument(
-        "--max-requests",
-        type=_positive(int, MAX_REQUESTS),
-        default=20_000,
-        help="stop once this many requests have completed (whichever of this and the run time "
-        "comes first)",
-    )
-    parser.add_argument(
-        "--window-bars",
-        type=int,
-        default=DEFAULT_WINDOW_BARS,
-        help=f"candles per window ({WARMUP_BARS + 1}..2048), sampled from the bundled data",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="default: reports/loadtest/<time>/")
-    target = parser.add_argument_group(
-        "target (default: start a server for the run; the workload picks HTTP or gRPC)"
-    )
-    given = target.add_mutually_exclusive_group()
-    given.add_argument("--url", help="a running HTTP server, e.g. http://127.0.0.1:3000")
-    given.add_argument("--grpc-address", help="a running gRPC server, e.g. 127.0.0.1:3010")
-    target.add_argument("--model-tag", help="model to serve (default: production, else newest)")
-    target.add_argument(
-        "--bentoml-home",
-        type=Path,
-        default=None,
-        help="store holding the model (default: $BENTOML_HOME, else ~/bentoml)",
-    )
-    target.add_argument(
-        "--api-workers",
-        type=_positive(int, 64),
-        default=None,
-        help="API server processes of the started server (default: one per CPU)",
-    )
-    target.add_argument(
-        "--config",
-        type=Path,
-        default=REPO_ROOT / "configuration.yaml",
-        help="BentoML configuration of the started server",
-    )
-    args = parser.parse_args(argv)
-    if not WARMUP_BARS < args.window_bars <= 2048:
-        parser.error(f"--window-bars must be in {WARMUP_BARS + 1}..2048")
+@click.command("loadtest", help=__doc__.splitlines()[0])
+@click.option(
+    "--workload",
+    type=click.Choice(sorted(WORKLOADS)),
+    default="mixed",
+    show_default=True,
+    help="predict / indicators: one API over HTTP; mixed: predict, batches, indicators, "
+    "model_info over HTTP; grpc: the mixed workload over gRPC",
+)
+@click.option(
+    "--users",
+    type=click.IntRange(1, MAX_USERS),
+    default=16,
+    show_default=True,
+    help="concurrent clients, each sending its next request on the answer",
+)
+@click.option(
+    "--spawn-rate",
+    type=click.FloatRange(0, MAX_USERS, min_open=True),
+    default=8.0,
+    show_default=True,
+    help="users started per s",
+)
+@click.option(
+    "--run-time-s",
+    type=click.IntRange(1, MAX_RUN_TIME_S),
+    default=30,
+    show_default=True,
+    help="longest run, s",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(1, MAX_REQUESTS),
+    default=20_000,
+    show_default=True,
+    help="stop once this many requests have completed (whichever of this and the run time "
+    "comes first)",
+)
+@click.option(
+    "--window-bars",
+    type=click.IntRange(WARMUP_BARS + 1, 2048),
+    default=DEFAULT_WINDOW_BARS,
+    show_default=True,
+    help="candles per window, sampled from the bundled data",
+)
+@click.option("--out", type=folder, help="default: reports/loadtest/<time>/")
+@click.option("--url", help="a running HTTP server, e.g. http://127.0.0.1:3000 (loopback only)")
+@click.option("--grpc-address", help="a running gRPC server, e.g. 127.0.0.1:3010 (loopback only)")
+@click.option("--model-tag", help="model of the started server (default: production, else newest)")
+@click.option(
+    "--bentoml-home",
+    type=folder,
+    help="store holding the model (default: $BENTOML_HOME, else ~/bentoml)",
+)
+@click.option(
+    "--api-workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="API server processes of the started server (default: one per CPU)",
+)
+@click.option(
+    "--config",
+    type=existing_file,
+    default=REPO_ROOT / "configuration.yaml",
+    help="BentoML configuration of the started server",
+)
+def loadtest_command(**options: Any) -> int:
+    """``btcusdt loadtest`` / ``python -m loadtests.run``: without --url / --grpc-address it
+    starts a server on free loopback ports; the workload picks HTTP or gRPC."""
+    args = checked_options(options)
+    out = args.out or REPO_ROOT / "reports" / "loadtest" / time.strftime("%Y%m%dT%H%M%S")
+    summary, locust_status = run_load_test(args, out)
+    print(summary.text())
+    print(f"locust CSV statistics and summary.json: {out}")
+    if locust_status != 0 and summary.passed:
+        click.echo(f"locust exited with status {locust_status}", err=True)
+        return 1
+    return 0 if summary.passed else 1
+
+
+def checked_options(options: dict[str, Any]) -> SimpleNamespace:
+    """The options, with the rules between them checked.
+
+    Raises:
+        click.UsageError: inconsistent options. SystemExit: a target off this machine.
+    """
+    args = SimpleNamespace(**options)
     if args.spawn_rate > args.users:
-        parser.error("--spawn-rate above --users makes no sense")
+        raise click.UsageError("--spawn-rate above --users makes no sense")
+    if args.url and args.grpc_address:
+        raise click.UsageError("give --url or --grpc-address, not both")
     grpc_workload = args.workload == "grpc"
     if args.url and grpc_workload:
-        parser.error("the grpc workload needs --grpc-address, not --url")
+        raise click.UsageError("the grpc workload needs --grpc-address, not --url")
     if args.grpc_address and not grpc_workload:
-        parser.error("--grpc-address is for --workload grpc")
+        raise click.UsageError("--grpc-address is for --workload grpc")
     if args.url:
         require_loopback(urlsplit(args.url).hostname, "--url")
     if args.grpc_address:
@@ -236,8 +254,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def parse_args(argv: list[str] | None = None) -> SimpleNamespace:
+    """The checked options of ``argv``, without running (a usage error exits with code 2)."""
+    try:
+        with loadtest_command.make_context(PROG, list(argv or [])) as ctx:
+            return checked_options(ctx.params)
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        raise SystemExit(2) from None
+
+
 @contextmanager
-def _target(args: argparse.Namespace, work_dir: Path) -> Iterator[tuple[str, Server | None]]:
+def _target(args: SimpleNamespace, work_dir: Path) -> Iterator[tuple[str, Server | None]]:
     """The address to load, and the server when this run started it."""
     if args.url or args.grpc_address:
         yield args.url or args.grpc_address, None
@@ -255,7 +283,7 @@ def _target(args: argparse.Namespace, work_dir: Path) -> Iterator[tuple[str, Ser
         yield server.address, server
 
 
-def locust_command(args: argparse.Namespace, address: str, csv_prefix: Path) -> list[str]:
+def locust_command(args: SimpleNamespace, address: str, csv_prefix: Path) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -288,7 +316,7 @@ def locust_command(args: argparse.Namespace, address: str, csv_prefix: Path) -> 
     return [*command, WORKLOADS[args.workload]]
 
 
-def run(args: argparse.Namespace, out: Path) -> tuple[Summary, int]:
+def run_load_test(args: SimpleNamespace, out: Path) -> tuple[Summary, int]:
     """Run the load test, writing into ``out``; its summary and locust's exit status."""
     out.mkdir(parents=True, exist_ok=True)
     csv_prefix = out / CSV_PREFIX
@@ -341,15 +369,8 @@ def run(args: argparse.Namespace, out: Path) -> tuple[Summary, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = args.out or REPO_ROOT / "reports" / "loadtest" / time.strftime("%Y%m%dT%H%M%S")
-    summary, locust_status = run(args, out)
-    print(summary.text())
-    print(f"locust CSV statistics and summary.json: {out}")
-    if locust_status != 0 and summary.passed:
-        print(f"locust exited with status {locust_status}", file=sys.stderr)
-        return 1
-    return 0 if summary.passed else 1
+    """``python -m loadtests.run``: the ``btcusdt loadtest`` command."""
+    return run(loadtest_command, argv, prog_name=PROG)
 
 
 if __name__ == "__main__":

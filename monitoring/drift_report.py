@@ -1,4 +1,4 @@
-"""Data drift of the logged predictions, per feature and per day (``python -m monitoring.drift``).
+"""Data drift of the logged predictions, per feature and per day (``btcusdt drift``).
 
 Reads the service's prediction log (:mod:`monitoring.prediction_log`) and compares the logged
 features with the served model's ``reference.json`` (:func:`monitoring.drift_stats.drift_table`):
@@ -12,29 +12,30 @@ features with the served model's ``reference.json`` (:func:`monitoring.drift_sta
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 import pandas as pd
 
 from artifact import REFERENCE_FILE, ModelContractError, read_reference
+from cli import existing_file, folder, run
 from features import FEATURE_NAMES
 from monitoring.drift_stats import PSI_MODERATE, PSI_SIGNIFICANT, drift_table
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
-    add_logs_argument,
     latest_model_tag,
+    log_options,
     read_predictions,
-    utc_timestamp,
 )
 
 LEVELS = ("stable", "moderate", "significant")
+LEVELS_TO_FAIL_ON = ("never", "moderate", "significant")
 
 
 def load_reference(model_tag: str) -> dict[str, Any]:
@@ -151,47 +152,45 @@ def plot_daily_psi(daily: pd.DataFrame, path: Path, *, title: str) -> Path:
     return path
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m monitoring.drift",
-        description="Data drift of the service's logged predictions against the model's "
-        "training reference (PSI and KS per feature; overall and per day).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_logs_argument(parser)
-    parser.add_argument(
-        "--model-tag", help="model whose predictions to read (default: the latest in the log)"
-    )
-    parser.add_argument(
-        "--reference",
-        type=Path,
-        help=f"reference profile JSON (default: the model's {REFERENCE_FILE} in the store)",
-    )
-    parser.add_argument("--since", type=utc_timestamp, help="first candle time (UTC)")
-    parser.add_argument("--until", type=utc_timestamp, help="last candle time (UTC)")
-    parser.add_argument(
-        "--window-days", type=int, default=7, help="days of candles behind each day's figure"
-    )
-    parser.add_argument("--min-rows", type=int, default=100, help="fewest rows for a day's figure")
-    parser.add_argument(
-        "--keep-duplicates",
-        action="store_true",
-        help="count every logged answer (default: one per candle and model)",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("reports/drift"), help="folder for the CSV and PNG"
-    )
-    parser.add_argument(
-        "--fail-on",
-        choices=("never", "moderate", "significant"),
-        default="never",
-        help="exit 1 when any feature's overall drift reaches this level (for cron/CI)",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@click.command(
+    "drift",
+    help="Data drift of the service's logged predictions against the model's training "
+    "reference (PSI and KS per feature; overall and per day).",
+)
+@log_options
+@click.option(
+    "--reference",
+    type=existing_file,
+    help=f"reference profile JSON (default: the model's {REFERENCE_FILE} in the store)",
+)
+@click.option(
+    "--window-days", type=int, default=7, show_default=True, help="days of candles behind each day"
+)
+@click.option(
+    "--min-rows", type=int, default=100, show_default=True, help="fewest rows for a day's figure"
+)
+@click.option(
+    "--keep-duplicates",
+    is_flag=True,
+    help="count every logged answer (default: one per candle and model)",
+)
+@click.option(
+    "--out",
+    type=folder,
+    default=Path("reports/drift"),
+    show_default=True,
+    help="folder for the CSV and PNG",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(LEVELS_TO_FAIL_ON),
+    default="never",
+    show_default=True,
+    help="exit 1 when any feature's overall drift reaches this level (for cron/CI)",
+)
+def drift_command(**options: Any) -> int:
+    """``btcusdt drift`` / ``python -m monitoring.drift``."""
+    args = SimpleNamespace(**options)
     try:
         predictions = read_predictions(
             args.logs,
@@ -206,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.loads(args.reference.read_text()) if args.reference else load_reference(model_tag)
         )
     except (PredictionLogError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        click.echo(f"error: {exc}", err=True)
         return 2
     overall = overall_drift(predictions, profile)
     daily = daily_drift(predictions, profile, window_days=args.window_days, min_rows=args.min_rows)
@@ -238,3 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(LEVELS.index(level) >= worst for level in overall["level"]):
             return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m monitoring.drift``: the ``btcusdt drift`` command."""
+    return run(drift_command, argv, prog_name="python -m monitoring.drift")

@@ -1,5 +1,5 @@
-"""Concept drift: logged predictions against what the market then did (``python -m
-monitoring.outcomes``).
+"""Concept drift: logged predictions against what the market then did (``btcusdt outcomes``,
+or ``python -m monitoring.outcomes``).
 
 Joins the service's prediction log with candles: the realised outcome of a prediction made at the
 close of candle t is ``features.make_labels`` at t (did the close ``horizon_bars`` later end
@@ -14,25 +14,25 @@ score above the holdout's majority baseline, the training up-share as a constant
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 import pandas as pd
 
+from cli import existing_file, folder, run
 from features import make_labels
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
-    add_logs_argument,
     latest_model_tag,
+    log_options,
     read_predictions,
-    utc_timestamp,
 )
 from training.evaluate import classification_metrics
 
@@ -151,47 +151,46 @@ def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, 
     return path
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m monitoring.outcomes",
-        description="Concept drift: the service's logged predictions scored against realised "
-        "outcomes from candles (rolling accuracy / ROC-AUC / Brier), with retraining advice.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_logs_argument(parser)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        help="candles (CSV/Parquet, as training.data.load_candles reads); default: the bundled "
-        "BTCUSDT 1h candles",
-    )
-    parser.add_argument(
-        "--model-tag", help="model whose predictions to score (default: the latest in the log)"
-    )
-    parser.add_argument("--since", type=utc_timestamp, help="first candle time (UTC)")
-    parser.add_argument("--until", type=utc_timestamp, help="last candle time (UTC)")
-    parser.add_argument(
-        "--window", type=int, default=720, help="resolved predictions in the rolling window"
-    )
-    parser.add_argument(
-        "--min-auc", type=float, default=0.5, help="advise retraining below this rolling ROC-AUC"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("reports/outcomes"), help="folder for the CSVs and PNG"
-    )
-    parser.add_argument(
-        "--fail-on-retrain", action="store_true", help="exit 1 when retraining is advised"
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@click.command(
+    "outcomes",
+    help="Concept drift: the service's logged predictions scored against realised outcomes "
+    "from candles (rolling accuracy / ROC-AUC / Brier), with retraining advice.",
+)
+@log_options
+@click.option(
+    "--data",
+    type=existing_file,
+    help="candles (CSV/Parquet, as training.data.load_candles reads); default: the bundled "
+    "BTCUSDT 1h candles",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=2),
+    default=720,
+    show_default=True,
+    help="resolved predictions in the rolling window",
+)
+@click.option(
+    "--min-auc",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="advise retraining below this rolling ROC-AUC",
+)
+@click.option(
+    "--out",
+    type=folder,
+    default=Path("reports/outcomes"),
+    show_default=True,
+    help="folder for the CSVs and PNG",
+)
+@click.option("--fail-on-retrain", is_flag=True, help="exit 1 when retraining is advised")
+def outcomes_command(**options: Any) -> int:
+    """``btcusdt outcomes`` / ``python -m monitoring.outcomes``."""
+    args = SimpleNamespace(**options)
     from training.prepare import load_data
 
     try:
-        if args.window < 2:
-            raise ValueError("--window must be >= 2")
         predictions = read_predictions(
             args.logs, model_tag=args.model_tag, since=args.since, until=args.until
         )
@@ -199,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictions = predictions[predictions["model_tag"] == model_tag]
         candles = load_data(args.data).frame
     except (PredictionLogError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        click.echo(f"error: {exc}", err=True)
         return 2
     reference = model_reference(model_tag)
     threshold = reference.get("threshold", 0.5)
@@ -245,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = "RETRAIN: " + "; ".join(advice.reasons) if advice.retrain else "no retraining due"
     print(f"\n{verdict}\nwrote {outcomes_csv}\nwrote {rolling_csv}\nwrote {png}")
     return 1 if advice.retrain and args.fail_on_retrain else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m monitoring.outcomes``: the ``btcusdt outcomes`` command."""
+    return run(outcomes_command, argv, prog_name="python -m monitoring.outcomes")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ of the window's last candle) and BentoML's ``timestamp`` (when it was logged), `
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
+import click
 import pandas as pd
 
 from features import FEATURE_NAMES
@@ -32,14 +33,26 @@ class PredictionLogError(ValueError):
     """No prediction log where one was expected, or nothing usable in it."""
 
 
-def add_logs_argument(parser: argparse.ArgumentParser) -> None:
-    """The CLIs' ``--logs`` option: where the service wrote its prediction log."""
-    parser.add_argument(
-        "--logs",
-        type=Path,
-        default=Path("prediction_logs"),
-        help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
-    )
+def log_options(function: Any) -> Any:
+    """The CLIs' shared options: ``--logs`` (where the service wrote its prediction log),
+    ``--model-tag``, ``--since`` and ``--until`` (candle times, UTC)."""
+    options = [
+        click.option(
+            "--logs",
+            type=click.Path(path_type=Path),
+            default=Path("prediction_logs"),
+            show_default=True,
+            help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
+        ),
+        click.option(
+            "--model-tag", help="model whose predictions to read (default: the latest in the log)"
+        ),
+        click.option("--since", type=utc_timestamp, help="first candle time (UTC)"),
+        click.option("--until", type=utc_timestamp, help="last candle time (UTC)"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
 def log_files(path: Path) -> list[Path]:

@@ -7,13 +7,12 @@ runner, and therefore the bento, hold exactly that one version. The check refuse
 would need torch or CUDA wheels, that lets BentoML re-resolve versions, or that carries tests,
 data or training-only code.
 
-    python -m scripts.build_bento                       # production model
-    python -m scripts.build_bento --model-tag btcusdt_mlp:<version>
+    btcusdt build                       # production model (= python -m scripts.build_bento)
+    btcusdt build --model-tag btcusdt_mlp:<version>
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -22,6 +21,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
+
+from cli import run
 from scripts.lock_serving import FORBIDDEN, SERVING_TXT, read_requirements
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,7 @@ NOT_IN_BENTO = (
     "data/",
     "backtest/",
     "benchmarks/",
+    "cli/",
     "monitoring/drift.py",
     "monitoring/drift_report.py",
     "monitoring/outcomes.py",
@@ -135,20 +138,34 @@ def build_bento(model_tag: str | None = None, *, timeout_s: float = 600) -> Buil
     return BuiltBento(tag=str(bento.tag), model_tag=resolved, path=path, requirements=requirements)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Build and check the bento (default model: production, else the newest)."
-    )
-    parser.add_argument("--model-tag", default=None, help="btcusdt_mlp:<version> to pack")
-    args = parser.parse_args(argv)
-    built = build_bento(args.model_tag)
+@click.command("build")
+@click.option(
+    "--model-tag",
+    default=None,
+    help="btcusdt_mlp:<version> to pack (default: production, else the newest)",
+)
+def build_command(model_tag: str | None) -> int:
+    """Build the bento of a model from the store, then check what went into it."""
+    from artifact import ModelContractError
+
+    try:
+        built = build_bento(model_tag)
+    except (ModelContractError, BentoCheckError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2 if isinstance(exc, ModelContractError) else 1
     summary = {**asdict(built), "path": str(built.path), "requirements": len(built.requirements)}
     print(json.dumps(summary, indent=2))
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
     print(
-        f"serve it:  BTC_SERVE_MODEL_TAG={built.model_tag} bentoml serve {built.tag}\n"
-        f"image:     bentoml containerize {built.tag}   (no Docker: make containerize)"
+        f"serve it:  BTC_SERVE_MODEL_TAG={built.model_tag} {bentoml_cli} serve {built.tag}\n"
+        f"image:     {bentoml_cli} containerize {built.tag}   (no Docker: make containerize)"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scripts.build_bento``: the ``btcusdt build`` command."""
+    return run(build_command, argv, prog_name="python -m scripts.build_bento")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Prints the figures (seconds, image size) as JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -31,9 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pandas as pd
 
+from cli import folder, run
 from scripts.container_tools import (
     BASE_CACHE_DIR,
     BASE_IMAGE,
@@ -332,30 +333,35 @@ def containerize_check(
             workspace.destroy()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bento", default=None, help="bento tag (default: newest)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="buildah/podman workspace")
-    parser.add_argument("--keep", action="store_true", help="keep the workspace and the image")
-    parser.add_argument("--build-only", action="store_true", help="build the image, do not run it")
-    args = parser.parse_args(argv)
+@click.command("containerize-check", help=__doc__.split("\n\n")[0])
+@click.option("--bento", default=None, help="bento tag (default: newest)")
+@click.option("--work-dir", type=folder, help="buildah/podman workspace")
+@click.option("--keep", is_flag=True, help="keep the workspace and the image")
+@click.option("--build-only", is_flag=True, help="build the image, do not run it")
+def containerize_check_command(
+    bento: str | None, work_dir: Path | None, keep: bool, build_only: bool
+) -> int:
+    """``btcusdt containerize-check`` / ``python -m scripts.containerize_check``."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    work_dir = args.work_dir or (DEFAULT_WORK_DIR if args.keep else None)
+    work_dir = work_dir or (DEFAULT_WORK_DIR if keep else None)
     try:
-        report = containerize_check(
-            args.bento, work_dir=work_dir, keep=args.keep, build_only=args.build_only
-        )
+        report = containerize_check(bento, work_dir=work_dir, keep=keep, build_only=build_only)
     except (ContainerCheckError, ContainerToolError) as exc:
-        print(f"containerize check failed: {exc}", file=sys.stderr)
+        click.echo(f"containerize check failed: {exc}", err=True)
         return 1
     print(json.dumps(asdict(report), indent=2))
-    if work_dir is not None and args.keep:
+    if work_dir is not None and keep:
         config = ContainerWorkspace(work_dir).config_dir
         print(
             f"run it:  CONTAINERS_CONF={config}/containers.conf "
             f"CONTAINERS_STORAGE_CONF={config}/storage.conf podman run --rm {report.image} serve"
         )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m scripts.containerize_check``: the ``btcusdt containerize-check`` command."""
+    return run(containerize_check_command, argv, prog_name="python -m scripts.containerize_check")
 
 
 if __name__ == "__main__":

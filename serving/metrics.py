@@ -27,6 +27,11 @@ class ServiceMetrics:
     feature_psi: Any
     feature_ks: Any
     drift_rows: Any
+    clickhouse_rows_buffered: Any
+    clickhouse_rows_sent: Any
+    clickhouse_rows_dropped: Any
+    clickhouse_oldest_unsent_seconds: Any
+    clickhouse_insert_failures: Any
 
 
 @functools.cache
@@ -82,5 +87,31 @@ def service_metrics() -> ServiceMetrics:
             "Recent feature rows the drift gauges were computed from.",
             ["model_tag"],
             multiprocess_mode="livemostrecent",
+        ),
+        # The ClickHouse sink (serving/clickhouse.py): one spool per API worker; the gauges add
+        # up (rows) or take the worst (age) over the live workers.
+        clickhouse_rows_buffered=prom.Gauge(
+            "btcusdt_clickhouse_rows_buffered",
+            "Prediction rows spooled on local disk, not yet acknowledged by ClickHouse.",
+            multiprocess_mode="livesum",
+        ),
+        clickhouse_rows_sent=prom.Counter(
+            "btcusdt_clickhouse_rows_sent",
+            "Prediction rows inserted into ClickHouse.",
+        ),
+        clickhouse_rows_dropped=prom.Counter(
+            "btcusdt_clickhouse_rows_dropped",
+            "Prediction rows that will never reach ClickHouse, by reason (spool_full: the spool "
+            "reached BTC_SERVE_CLICKHOUSE_SPOOL_MAX_BYTES).",
+            ["reason"],
+        ),
+        clickhouse_oldest_unsent_seconds=prom.Gauge(
+            "btcusdt_clickhouse_oldest_unsent_age_seconds",
+            "Age of the oldest spooled row not yet in ClickHouse (0 when none waits).",
+            multiprocess_mode="livemax",
+        ),
+        clickhouse_insert_failures=prom.Counter(
+            "btcusdt_clickhouse_insert_failures",
+            "Failed attempts to insert a batch into ClickHouse (each is retried).",
         ),
     )

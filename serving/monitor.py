@@ -9,6 +9,9 @@ Prediction log: every answered prediction (the window's features, ``probability_
 plus the column schema in ``.../schema/``. ``monitoring.enabled: false`` turns it off.
 ``python -m monitoring.drift`` and ``python -m monitoring.outcomes`` read these files.
 
+ClickHouse (``BTC_SERVE_CLICKHOUSE_URL``, off by default): the same rows also go to the
+``predictions`` table, through this worker's on-disk spool (:mod:`serving.clickhouse`).
+
 Live drift: each API worker keeps the features of its newest ``drift_window`` predictions and,
 every ``drift_every`` predictions, recomputes PSI and KS of each feature against the model's
 ``reference.json`` (read by :func:`artifact.read_reference`; statistics from
@@ -29,7 +32,8 @@ import numpy as np
 from artifact import REFERENCE_FILE, LoadedModel, read_reference
 from features import FEATURE_NAMES
 from monitoring.drift_stats import drift_table
-from serving.logs import log_event
+from serving.clickhouse import ClickHouseSink
+from serving.logs import current_request_id, log_event
 from serving.metrics import service_metrics
 from serving.settings import ServeSettings
 
@@ -142,11 +146,28 @@ class PredictionMonitor:
         self.settings = settings
         self.drift: LiveDrift | None = None
         self.log_options: dict[str, Any] | None = None
+        self.clickhouse: ClickHouseSink | None = None
         self._log_failed = False
 
     def start(self) -> None:
-        """Settle the log's options; load the model's reference profile (if it has one)."""
+        """Settle the log's options; start the ClickHouse sink (when configured); load the
+        model's reference profile (if it has one)."""
         self.log_options = monitor_options()
+        dsn = self.settings.clickhouse_dsn
+        if dsn is not None:
+            from bentoml._internal.context import server_context
+
+            self.clickhouse = ClickHouseSink(
+                dsn,
+                feature_names=FEATURE_NAMES,
+                spool_dir=self.settings.clickhouse_spool_dir,
+                spool_max_bytes=self.settings.clickhouse_spool_max_bytes,
+                batch_rows=self.settings.clickhouse_batch_rows,
+                flush_s=self.settings.clickhouse_flush_s,
+                retry_max_s=self.settings.clickhouse_retry_max_s,
+                worker_index=server_context.worker_index or 0,
+            )
+            self.clickhouse.start()
         profile = load_reference(self.served.tag)
         if profile is not None:
             self.drift = LiveDrift(
@@ -165,8 +186,15 @@ class PredictionMonitor:
             if not self._log_failed:
                 log_event("prediction_log_failed", level=logging.ERROR, error=repr(exc))
             self._log_failed = True
+        if self.clickhouse is not None:
+            self.clickhouse.record(features, answers, current_request_id())
         if self.drift is not None:
             self.drift.observe(features)
+
+    def stop(self) -> None:
+        """Ship what the ClickHouse sink has spooled (one last try) and stop it."""
+        if self.clickhouse is not None:
+            self.clickhouse.stop()
 
 
 def log_predictions(

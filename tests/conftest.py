@@ -96,3 +96,15 @@ def outage_windows(btc_slice: pd.DataFrame) -> list[pd.DataFrame]:
         flat.loc[start:, "volume"] = 0.0
         windows.append(flat)
     return windows
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory):
+    """A real ClickHouse server on free loopback ports for this session
+    (:class:`tests.clickhouse_server.ClickHouseServer`; skipped without one, except in CI)."""
+    from tests.clickhouse_server import ClickHouseServer, require_clickhouse
+
+    server = ClickHouseServer(tmp_path_factory.mktemp("clickhouse"), require_clickhouse())
+    server.start()
+    yield server
+    server.stop()

@@ -48,7 +48,7 @@ def _containers() -> dict[str, dict]:
 
 
 def _env(container: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container.get("env", [])}
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
 # ------------------------------------------------------------------ Kubernetes manifests
@@ -139,6 +139,33 @@ def test_worker_settings_are_valid_bentoml_configuration_within_the_cpu_limit():
             assert 0 < config["runners"][runner]["resources"]["cpu"] <= cpu_limit
             # the shipped batching settings survive the per-deployment options
             assert config["runners"][runner]["batching"]["max_latency_ms"] >= 1000
+
+
+def test_clickhouse_url_comes_from_a_secret_and_each_container_spools_to_the_volume():
+    pod = _by_kind()["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    spool_dirs = set()
+    for container in pod["containers"]:
+        env = {e["name"]: e for e in container["env"]}
+        url = env["BTC_SERVE_CLICKHOUSE_URL"]
+        assert "value" not in url, "the DSN may hold a password: never inline"
+        ref = url["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"], ref["optional"]) == ("btcusdt-clickhouse", "url", True)
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        spool = Path(env["BTC_SERVE_CLICKHOUSE_SPOOL_DIR"]["value"])
+        assert spool.is_relative_to(mounts["clickhouse-spool"])
+        spool_dirs.add(spool)
+        settings = ServeSettings(
+            clickhouse_spool_max_bytes=env["BTC_SERVE_CLICKHOUSE_SPOOL_MAX_BYTES"]["value"]
+        )
+        options = _env(container)["BENTOML_CONFIG_OPTIONS"]
+        workers = int(re.search(r"api_server\.workers=(\d+)", options).group(1))
+        container["spool_bytes"] = workers * settings.clickhouse_spool_max_bytes
+    assert len(spool_dirs) == len(pod["containers"]), "one spool folder per container"
+    size_limit = volumes["clickhouse-spool"]["emptyDir"]["sizeLimit"]
+    assert size_limit.endswith("Mi")
+    # every worker's spool full at once still fits: the kubelet evicts a pod past the limit
+    assert sum(c["spool_bytes"] for c in pod["containers"]) < int(size_limit[:-2]) * 2**20
 
 
 def test_autoscaler_scales_the_deployment_above_the_disruption_budget():
@@ -243,19 +270,22 @@ def _problems(expression: str, exported: dict[str, list[dict[str, str]]]) -> lis
 @pytest.fixture(scope="module")
 def live_metrics(trained_model_tag, btc_slice, tmp_path_factory) -> dict[str, list[dict]]:
     """Metrics of a real HTTP server and a real gRPC server after predict, batch predict (enough
-    rows for the drift gauges), indicators and a rejected request."""
-    drift = {
-        "BTC_SERVE_DRIFT_WINDOW": "10",
-        "BTC_SERVE_DRIFT_EVERY": "1",
-        "BTC_SERVE_DRIFT_MIN_ROWS": "10",
-    }
+    rows for the drift gauges), indicators and a rejected request. The ClickHouse sink is on,
+    its server unreachable: its metrics are exported (the rows stay spooled)."""
     windows = [btc_slice.iloc[i * 20 : i * 20 + 300] for i in range(12)]
     base = tmp_path_factory.mktemp("deploy-metrics")
     http_port, grpc_port, grpc_metrics_port = free_port(), free_port(), free_port()
-    http_env = {**server_env(os.environ["BENTOML_HOME"], trained_model_tag), **drift}
+    settings = {
+        "BTC_SERVE_DRIFT_WINDOW": "10",
+        "BTC_SERVE_DRIFT_EVERY": "1",
+        "BTC_SERVE_DRIFT_MIN_ROWS": "10",
+        "BTC_SERVE_CLICKHOUSE_URL": f"clickhouse://127.0.0.1:{free_port()}/unreachable",
+        "BTC_SERVE_CLICKHOUSE_SPOOL_DIR": str(base / "clickhouse-spool"),
+    }
+    http_env = {**server_env(os.environ["BENTOML_HOME"], trained_model_tag), **settings}
     grpc_home = isolated_home(base / "grpc-home", os.environ["BENTOML_HOME"])
     metrics_port = {"api_server": {"grpc": {"metrics": {"port": grpc_metrics_port}}}}
-    grpc_env = {**server_env(grpc_home, trained_model_tag, metrics_port), **drift}
+    grpc_env = {**server_env(grpc_home, trained_model_tag, metrics_port), **settings}
     common = ["--host", "127.0.0.1", "--api-workers", "1"]
     http_args = ["serve", "service:svc", "--port", str(http_port), *common]
     grpc_args = ["serve-grpc", "service:svc", "--port", str(grpc_port), *common]

@@ -21,8 +21,10 @@ from features import (
     compute_window_features,
     contiguous_segments,
 )
+from features._family import Bars, PriceSeries
 from features._fast import MIN_BARS, PYTHON_LOOPS_MAX_WINDOWS, window_features
-from features.indicators import BOLLINGER_WINDOW, CCI_WINDOW, indicator_frame
+from features._replay import LOOPS as LOOPS_BY_NAME
+from features.indicators import BOLLINGER_WINDOW, CCI_WINDOW, FAMILIES, indicator_frame
 from training.data import load_bundled_eurusd
 
 RTOL = 1e-9
@@ -195,6 +197,28 @@ def test_fast_path_needs_min_bars_which_is_where_every_feature_is_defined(segmen
     assert np.isnan(_reference(shorter)).any()
     with pytest.raises(ValueError, match=f"at least {MIN_BARS} bars"):
         window_features(shorter)
+
+
+@pytest.mark.parametrize("loops", LOOPS)
+def test_each_family_pairs_its_reference_and_fast_kernel_for_its_own_features(segment, loops):
+    """The registry: every feature comes from exactly one family, whose reference and fast
+    kernel give the same features, equal at the last bar, defined from ``min_bars`` bars on
+    (that fewer are not enough: ``test_fast_path_needs_min_bars...``)."""
+    assert MIN_BARS == max(family.min_bars for family in FAMILIES)
+    (window,) = _windows(segment, [6000], 256)
+    names: list[str] = []
+    for family in FAMILIES:
+        for n_bars in (family.min_bars, 256):
+            frame = pd.DataFrame(window[-n_bars:], columns=list(OHLCV_COLUMNS))
+            reference = family.reference(PriceSeries(*(frame[c] for c in PriceSeries._fields)))
+            columns = np.ascontiguousarray(window[-n_bars:, None].transpose(2, 0, 1))
+            fast = family.fast(Bars(*columns[1:], LOOPS_BY_NAME[loops]))
+            assert list(reference) == list(fast)
+            last = [reference[k].iloc[-1] for k in fast]
+            assert np.isfinite(last).all()
+            np.testing.assert_allclose([fast[k][0] for k in fast], last, rtol=RTOL, atol=ATOL)
+        names += list(fast)
+    assert sorted(names) == sorted(FEATURE_NAMES) and len(set(names)) == len(names)
 
 
 def test_compute_window_features_uses_the_fast_path_and_can_force_ta(segment):

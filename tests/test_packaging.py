@@ -43,7 +43,8 @@ from packaging.utils import canonicalize_name
 shipped = set(json.loads(sys.argv[1]))
 in_bento = {p.stem for p in Path.cwd().iterdir()}
 project = {
-    "service", "serving", "features", "artifact", "training", "monitoring", "backtest", "client"
+    "service", "serving", "features", "artifact", "training", "monitoring", "backtest", "client",
+    "stores",
 }
 allowed = set()
 for top, dists in metadata.packages_distributions().items():
@@ -177,7 +178,8 @@ def test_bento_code_imports_with_only_the_bentos_packages_and_no_torch(built_ben
     assert "torch" not in loaded
     for name, file in loaded.items():
         if (
-            name.split(".")[0] in {"service", "serving", "features", "artifact", "monitoring"}
+            name.split(".")[0]
+            in {"service", "serving", "features", "artifact", "monitoring", "stores"}
             and file
         ):
             assert Path(file).is_relative_to(source), f"{name} came from {file}, not the bento"

@@ -1,17 +1,19 @@
 """Build the training table (features + label) from candles and say what was done.
 
-Usage: ``python -m training.prepare [--data PATH] [--horizon N] [--out PATH.parquet]``
+Usage: ``btcusdt prepare [--data PATH] [--horizon N] [--out PATH.parquet]`` (or
+``python -m training.prepare``)
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pandas as pd
 
+from cli import existing_file, run
 from features import (
     DEFAULT_LABEL_HORIZON,
     FEATURE_NAMES,
@@ -62,29 +64,32 @@ def build_dataset(
     return Dataset(table=table, candles=candles, label_horizon=label_horizon)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.prepare", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="CSV/Parquet of OHLCV candles at any regular interval (inferred) "
-        "(default: the bundled Binance BTCUSDT 1h data)",
-    )
-    parser.add_argument(
-        "--horizon",
-        type=int,
-        default=DEFAULT_LABEL_HORIZON,
-        help="label horizon in bars (default: %(default)s)",
-    )
-    parser.add_argument("--out", type=Path, default=None, help="write the table as Parquet here")
-    args = parser.parse_args(argv)
-
+@click.command("prepare", help=__doc__.splitlines()[0])
+@click.option(
+    "--data",
+    type=existing_file,
+    default=None,
+    help="CSV/Parquet of OHLCV candles at any regular interval (inferred) "
+    "(default: the bundled Binance BTCUSDT 1h data)",
+)
+@click.option(
+    "--horizon",
+    type=int,
+    default=DEFAULT_LABEL_HORIZON,
+    show_default=True,
+    help="label horizon in bars",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write the table as Parquet here",
+)
+def prepare_command(data: Path | None, horizon: int, out: Path | None) -> int:
+    """``btcusdt prepare`` / ``python -m training.prepare``."""
     started = time.perf_counter()
-    candles = load_data(args.data)
-    dataset = build_dataset(candles, label_horizon=args.horizon)
+    candles = load_data(data)
+    dataset = build_dataset(candles, label_horizon=horizon)
     elapsed = time.perf_counter() - started
     print(candles.report.summary())
     table = dataset.table
@@ -93,14 +98,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"training table: {len(table)} rows, {table.index[0]} .. {table.index[-1]}, "
-        f"up-share {table[LABEL_NAME].mean():.4f}, horizon {args.horizon} bar(s), "
+        f"up-share {table[LABEL_NAME].mean():.4f}, horizon {horizon} bar(s), "
         f"built in {elapsed:.1f} s"
     )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(args.out)
-        print(f"wrote {args.out}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(out)
+        print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.prepare``: the ``btcusdt prepare`` command."""
+    return run(prepare_command, argv, prog_name="python -m training.prepare")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

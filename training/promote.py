@@ -2,8 +2,10 @@
 
 Usage::
 
-    python -m training.promote TAG            # gate, then TAG -> production, old -> archived
-    python -m training.promote --list         # every version: stage and headline metrics
+    btcusdt promote TAG       # gate, then TAG -> production, old -> archived
+    btcusdt models            # every version: stage and headline metrics
+
+(``python -m training.promote TAG`` and ``python -m training.promote --list``: the same.)
 
 The gate, on the untouched holdout stored with the model: its ROC-AUC must exceed the best
 baseline's (majority, previous-bar, logistic regression) by at least ``DEFAULT_MARGIN`` (0.005),
@@ -16,13 +18,13 @@ promoting it again is the rollback). Stages are BentoML labels, so ``bentoml mod
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import bentoml
+import click
 import pandas as pd
 from bentoml.exceptions import BentoMLException, NotFound
 
@@ -35,6 +37,7 @@ from artifact import (
     set_stage,
     stage_lock,
 )
+from cli import run
 from training.evaluate import BASELINE_NAMES, HIGHER_IS_BETTER, advantage, best_baseline
 
 DEFAULT_METRIC = "roc_auc"
@@ -195,43 +198,38 @@ def list_versions(name: str = MODEL_NAME) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.promote",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("tag", nargs="?", help=f"version to promote, e.g. {MODEL_NAME}:<version>")
-    parser.add_argument(
-        "--list", action="store_true", help="list versions with stage and holdout metrics"
-    )
-    parser.add_argument(
-        "--metric",
-        default=DEFAULT_METRIC,
-        choices=sorted(HIGHER_IS_BETTER),
-        help="holdout metric the gate compares",
-    )
-    parser.add_argument(
-        "--margin",
-        type=float,
-        default=DEFAULT_MARGIN,
-        help="required advantage over the best baseline on --metric",
-    )
-    args = parser.parse_args(argv)
-    if args.list:
-        print(list_versions())
-        return 0
-    if not args.tag:
-        parser.error("give a TAG to promote, or --list")
+@click.command("promote")
+@click.argument("tag")
+@click.option(
+    "--metric",
+    type=click.Choice(sorted(HIGHER_IS_BETTER)),
+    default=DEFAULT_METRIC,
+    show_default=True,
+    help="holdout metric the gate compares",
+)
+@click.option(
+    "--margin",
+    type=float,
+    default=DEFAULT_MARGIN,
+    show_default=True,
+    help="required advantage over the best baseline on --metric",
+)
+def promote_command(tag: str, metric: str, margin: float) -> int:
+    """Promote TAG (btcusdt_mlp:<version>) to production behind the validation gate.
+
+    Refused (exit 1, nothing changed) unless its holdout METRIC beats the best baseline by
+    MARGIN and it loads under this code's contract. The version before becomes archived
+    (promote it again to roll back).
+    """
     try:
-        bentoml.models.get(args.tag)
+        bentoml.models.get(tag)
     except (NotFound, BentoMLException, ValueError):
-        print(f"error: model {args.tag!r} is not in the BentoML model store", file=sys.stderr)
+        click.echo(f"error: model {tag!r} is not in the BentoML model store", err=True)
         return 2
     try:
-        done = promote(args.tag, metric=args.metric, margin=args.margin)
+        done = promote(tag, metric=metric, margin=margin)
     except PromotionRefused as exc:
-        print(str(exc), file=sys.stderr)
+        click.echo(str(exc), err=True)
         return 1
     print(f"gate passed: {done.gate.reason}")
     if done.already_production:
@@ -241,6 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     for old in done.archived:
         print(f"archived {old} (promote it again to roll back)")
     return 0
+
+
+@click.command("models")
+def models_command() -> int:
+    """Every model version: stage, holdout metrics, and which one the service resolves."""
+    print(list_versions())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.promote TAG`` / ``--list``: ``btcusdt promote`` / ``btcusdt models``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = "python -m training.promote"
+    if "--list" in args:
+        args.remove("--list")
+        return run(models_command, args, prog_name=f"{prog} --list")
+    return run(promote_command, args, prog_name=prog)
 
 
 if __name__ == "__main__":

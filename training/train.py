@@ -1,6 +1,7 @@
 """Train the direction MLP with honest walk-forward evaluation and save it to the model store.
 
-Usage: ``python -m training.train [--data PATH] [options]`` (``--help`` lists every option).
+Usage: ``btcusdt train [--data PATH] [options]`` (or ``python -m training.train``; ``--help``
+lists every option).
 
 Pipeline: candles -> ``training.prepare.build_dataset`` (features + label) -> the newest
 ``holdout_fraction`` of rows is set aside untouched -> expanding walk-forward folds over the rest
@@ -11,7 +12,6 @@ final model is fit on every row before the holdout and scored once on it -> save
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import hashlib
@@ -22,11 +22,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bentoml
+import click
 import numpy as np
 import pandas as pd
 import torch
@@ -34,8 +35,10 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from artifact import MODEL_NAME, REPORT_DIR, save_model
-from features import BAR_INTERVAL, DEFAULT_LABEL_HORIZON, FEATURE_NAMES, TIMESTAMP_COLUMN
+from cli import config_from, dataclass_options, existing_file, folder, run
+from features import BAR_INTERVAL, FEATURE_NAMES, TIMESTAMP_COLUMN
 from monitoring.drift_stats import reference_profile
+from training.config import TrainConfig
 from training.data import Candles, load_bundled_eurusd
 from training.evaluate import (
     BASELINE_NAMES,
@@ -56,86 +59,6 @@ DEFAULT_REPORTS_DIR = REPO_ROOT / "reports"
 GENERALISATION_MARKET = "EURUSD_1h"
 FX_WEEKEND_BARS = 72
 """FX closes from Friday to Sunday evening (~48 missing hours): bridged, as FX charts do."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run (saved with the model).
-
-    Attributes:
-        label_horizon: bars ahead whose close the label compares with (1 = next bar).
-        hidden_sizes: widths of the MLP's hidden layers.
-        dropout: dropout after each hidden layer.
-        weight_decay: AdamW weight decay (L2-type regularisation).
-        learning_rate: AdamW learning rate.
-        batch_size: rows per optimisation step (rows are shuffled only inside the fit window).
-        max_epochs: upper bound on passes over the fit rows.
-        patience: stop after this many epochs without a lower validation loss; the weights of
-            the best epoch are kept.
-        validation_fraction: the LAST part of each training window, after a gap of
-            ``gap_bars``, used only for early stopping (never to fit weights or the scaler).
-        n_folds: expanding walk-forward folds over the rows before the holdout.
-        holdout_fraction: the newest rows, after a gap, never used for any fit or choice; the
-            saved model is scored on them once.
-        gap_bars: rows dropped between every train part and the part after it; at least
-            ``label_horizon`` so no training label sees a price inside the next part.
-        seed: seeds weight init and batch order; same data + config gives the same metrics.
-        threshold: decision threshold stored with the model (``long`` if P(up) >= threshold).
-            Fixed in advance, not tuned: 0.5 means "long when an up move is more likely than
-            not"; tuning it on the holdout would leak, so change it only deliberately.
-        max_rows: train on the newest ``max_rows`` candles only (None = all).
-        threads: torch intra-op threads while fitting (restored afterwards). 1 by default: this
-            MLP is too small to gain from more, and on a busy 2-core machine 2 threads were
-            measured 3.4x slower than 1 (identical results).
-    """
-
-    label_horizon: int = DEFAULT_LABEL_HORIZON
-    hidden_sizes: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    weight_decay: float = 1e-4
-    learning_rate: float = 1e-3
-    batch_size: int = 256
-    max_epochs: int = 50
-    patience: int = 5
-    validation_fraction: float = 0.15
-    n_folds: int = 5
-    holdout_fraction: float = 0.15
-    gap_bars: int = 24
-    seed: int = 0
-    threshold: float = 0.5
-    max_rows: int | None = None
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.label_horizon >= 1, "label_horizon must be >= 1"),
-            (len(self.hidden_sizes) >= 1, "hidden_sizes needs at least one layer"),
-            (all(h >= 1 for h in self.hidden_sizes), "hidden_sizes must be >= 1"),
-            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
-            (self.weight_decay >= 0.0, "weight_decay must be >= 0"),
-            (self.learning_rate > 0.0, "learning_rate must be > 0"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.max_epochs >= 1, "max_epochs must be >= 1"),
-            (self.patience >= 1, "patience must be >= 1"),
-            (0.0 < self.validation_fraction < 1.0, "validation_fraction must be in (0, 1)"),
-            (self.n_folds >= 1, "n_folds must be >= 1"),
-            (0.0 < self.holdout_fraction < 1.0, "holdout_fraction must be in (0, 1)"),
-            (
-                self.gap_bars >= self.label_horizon,
-                f"gap_bars ({self.gap_bars}) must be >= label_horizon ({self.label_horizon})",
-            ),
-            (0.0 < self.threshold < 1.0, "threshold must be in (0, 1)"),
-            (self.max_rows is None or self.max_rows >= 1, "max_rows must be >= 1"),
-            (self.threads >= 1, "threads must be >= 1"),
-        ]
-        errors = [message for ok, message in checks if not ok]
-        if errors:
-            raise ValueError("invalid TrainConfig: " + "; ".join(errors))
-
-    def to_dict(self) -> dict[str, Any]:
-        raw = asdict(self)
-        raw["hidden_sizes"] = list(self.hidden_sizes)
-        return raw
 
 
 @dataclass
@@ -621,65 +544,6 @@ def train_and_save(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog=f"The model is saved to the BentoML store ($BENTOML_HOME, default ~/bentoml) as "
-        f"{MODEL_NAME}:<version> with stage 'candidate'; list versions with "
-        "`python -m training.promote --list`, promote with `python -m training.promote TAG`.",
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="CSV/Parquet of candles (timestamp, open, high, low, close, volume) at any regular "
-        "interval (inferred; stored with the model); default: the bundled Binance BTCUSDT 1h data",
-    )
-    help_text = {
-        "label_horizon": "bars ahead the label looks (1 = direction of the next close)",
-        "hidden_sizes": "MLP hidden layer widths",
-        "dropout": "dropout after each hidden layer",
-        "weight_decay": "AdamW weight decay",
-        "learning_rate": "AdamW learning rate",
-        "batch_size": "rows per optimisation step",
-        "max_epochs": "maximum epochs per fit",
-        "patience": "early stopping: epochs without a lower validation loss before stopping",
-        "validation_fraction": "last share of each training window used for early stopping",
-        "n_folds": "expanding walk-forward folds before the holdout",
-        "holdout_fraction": "newest share of rows kept untouched for the final score",
-        "gap_bars": "rows dropped between train and the next part (>= label horizon)",
-        "seed": "random seed (weights init, batch order)",
-        "threshold": "decision threshold stored with the model: long if P(up) >= it",
-        "max_rows": "use only the newest N candles",
-        "threads": "torch threads while fitting (1 is fastest for this small MLP)",
-    }
-    for item in fields(TrainConfig):
-        flag = "--" + item.name.replace("_", "-")
-        default = getattr(defaults, item.name)
-        if item.name == "hidden_sizes":
-            parser.add_argument(
-                flag, type=int, nargs="+", default=list(default), help=help_text[item.name]
-            )
-        elif item.name == "max_rows":
-            parser.add_argument(flag, type=int, default=None, help=help_text[item.name])
-        else:
-            parser.add_argument(
-                flag, type=type(default), default=default, help=help_text[item.name]
-            )
-    parser.add_argument(
-        "--report-dir",
-        type=Path,
-        default=None,
-        help="where to write the report; None means reports/<model version>/",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
 def _summary(result: TrainResult) -> str:
     from training.promote import check_gate
 
@@ -711,27 +575,50 @@ def _summary(result: TrainResult) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    values = {item.name: getattr(args, item.name) for item in fields(TrainConfig)}
-    values["hidden_sizes"] = tuple(values["hidden_sizes"])
+@click.command(
+    "train",
+    help=__doc__.split("\n\n")[0],
+    epilog=f"The model is saved to the BentoML store ($BENTOML_HOME, default ~/bentoml) as "
+    f"{MODEL_NAME}:<version> with stage 'candidate'; list versions with `btcusdt models`, "
+    "promote with `btcusdt promote TAG`.",
+)
+@click.option(
+    "--data",
+    type=existing_file,
+    default=None,
+    help="CSV/Parquet of candles (timestamp, open, high, low, close, volume) at any regular "
+    "interval (inferred; stored with the model); default: the bundled Binance BTCUSDT 1h data",
+)
+@dataclass_options(TrainConfig)
+@click.option(
+    "--report-dir",
+    type=folder,
+    help="where to write the report (default: reports/<model version>/)",
+)
+@click.option("--no-plots", is_flag=True, help="skip the PNG plots")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def train_command(
+    data: Path | None, report_dir: Path | None, no_plots: bool, quiet: bool, **settings: Any
+) -> int:
+    """``btcusdt train`` / ``python -m training.train``."""
     try:
-        config = TrainConfig(**values)
+        config = config_from(TrainConfig, settings)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        click.echo(f"error: {exc}", err=True)
         return 2
-    candles = load_data(args.data)
+    candles = load_data(data)
     print(candles.report.summary().splitlines()[0])
     result = train_and_save(
-        config,
-        candles,
-        report_dir=args.report_dir,
-        progress=not args.quiet,
-        plots=not args.no_plots,
+        config, candles, report_dir=report_dir, progress=not quiet, plots=not no_plots
     )
     print(_summary(result))
     print(json.dumps({"model_tag": result.tag, "report_dir": str(result.report_dir)}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.train``: the ``btcusdt train`` command."""
+    return run(train_command, argv, prog_name="python -m training.train")
 
 
 if __name__ == "__main__":
