@@ -34,7 +34,6 @@ from serving.startup import (
     silence_legacy_api_warnings,
 )
 from serving.windows import (
-    format_epoch_us,
     parse_indicators,
     parse_model_info,
     parse_predict,
@@ -70,7 +69,7 @@ svc = bentoml.legacy.Service("btcusdt_direction", runners=[features_runner, mode
 api_paths = ("/predict", "/indicators", "/model_info")
 svc.add_asgi_middleware(
     ApiMiddleware,
-    paths=(*api_paths, "/predict_noop") if settings.benchmark_api else api_paths,
+    paths=api_paths,
     max_body_bytes=settings.max_body_bytes,
 )
 svc.add_grpc_interceptor(RequestIdInterceptor)
@@ -127,30 +126,6 @@ async def indicators(request: schemas.IndicatorsRequest) -> dict:
     features = await run(features_runner.last_row, [window.ohlcv])
     answers.raise_if_not_finite(features, [window])
     return answers.indicators(served, window, features[0])
-
-
-if settings.benchmark_api:
-
-    @svc.api(
-        input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
-        output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
-    )
-    async def predict_noop(request: schemas.Window | schemas.WindowBatch) -> dict:
-        """Benchmark baseline (``BTC_SERVE_BENCHMARK_API``): ``predict``'s parsing and
-        validation, no features, no model (``probability_up`` is always 0.5)."""
-        noop_predictions = [
-            {
-                "probability_up": 0.5,
-                "signal": "flat",
-                "model_tag": served.tag,
-                "timestamp": format_epoch_us(w.last_timestamp_us),
-                "horizon_bars": served.label_horizon,
-            }
-            for w in request_windows(request, **limits)
-        ]
-        if isinstance(request, schemas.WindowBatch):
-            return {"predictions": noop_predictions}
-        return noop_predictions[0]
 
 
 @svc.api(

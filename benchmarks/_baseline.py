@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests.server import REPO_ROOT
+from devtools import REPO_ROOT
 
 BASELINE_ROOT = REPO_ROOT / ".work" / "bench-baseline"
 TRAIN_ARGS = ("--max-epochs", "8", "--patience", "3", "--n-folds", "2", "--no-plots", "--quiet")

@@ -25,7 +25,8 @@ from pathlib import Path
 from benchmarks._baseline import Side, prepare
 from benchmarks._grpc_load import call_bytes, run_grpc_load
 from benchmarks._load import HEADER, LoadResult, _row, run_load
-from loadtests.server import REPO_ROOT, Server, cpu_seconds_by_role, serve
+from devtools import REPO_ROOT
+from loadtests.server import Server, cpu_seconds_by_role, serve
 from loadtests.workload import Workload
 
 Load = Callable[[Server, int], LoadResult]

@@ -1,13 +1,13 @@
 """Service benchmarks, as ratios measured in one run (issue 6, items 1, 2 and memory).
 
-``ceiling``: one ``bentoml serve`` process (``BTC_SERVE_BENCHMARK_API=true``) answers
-``predict_noop`` (predict's JSON parsing and candle validation, no features, no model) and
-``predict`` (one 256-candle window) at each concurrency, in alternating rounds; goal: predict
->= 0.6x the no-op's req/s with p99 <= 2x the no-op's. ``batching``: two servers, runner
-adaptive batching as shipped vs disabled, the same ``predict`` load in alternating rounds;
-goal: >= 1.5x req/s at 64 clients, with batch sizes > 1 read from BentoML's
-``bentoml_runner_adaptive_batch_size`` histogram. Both report the servers' peak RSS (every
-process of the tree) under load. Bodies are real windows of the bundled candles.
+``ceiling``: one ``bentoml serve`` process of the benchmark service
+(``benchmarks.noop_service:svc``) answers ``predict_noop`` (predict's JSON parsing and candle
+validation, no features, no model) and ``predict`` (one 256-candle window) at each concurrency, in
+alternating rounds; goal: predict >= 0.6x the no-op's req/s with p99 <= 2x the no-op's.
+``batching``: two servers, runner adaptive batching as shipped vs disabled, the same ``predict``
+load in alternating rounds; goal: >= 1.5x req/s at 64 clients, with batch sizes > 1 read from
+BentoML's ``bentoml_runner_adaptive_batch_size`` histogram. Both report the servers' peak RSS
+(every process of the tree) under load. Bodies are real windows of the bundled candles.
 
 Each comparison also gives a CPU-cost ratio (server CPU per answered request, every process of
 the tree): on a machine shared with other work the scheduler shares time per process, so a
@@ -189,7 +189,7 @@ def bench_ceiling(args: argparse.Namespace, bodies: list[bytes], work_dir: Path)
         model_tag=args.model_tag,
         config=args.config,
         config_overrides=args.config_overrides,
-        env={"BTC_SERVE_BENCHMARK_API": "true"},
+        service="benchmarks.noop_service:svc",
         api_workers=args.api_workers,
     ) as server:
         before = _warm(server, bodies)

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import click
 
 from cli import existing_file, folder, run
+from devtools import REPO_ROOT
 from features import WARMUP_BARS
 from loadtests.server import (
-    REPO_ROOT,
     BatchSizes,
     Protocol,
     Server,

@@ -1,22 +1,18 @@
-"""Start a real ``bentoml serve`` / ``serve-grpc`` on loopback for a load test or a benchmark,
-watch its memory and read its batching metrics.
+"""A real ``bentoml serve`` / ``serve-grpc`` for a load test or a benchmark (started by
+:mod:`devtools`, the one launcher), its memory and its batching metrics.
 
-Each server gets its own ``BENTOML_HOME`` (a ``models`` link to the given store): BentoML keeps
-a server's Prometheus files in its home and wipes them at start-up, so a server sharing a home
-with another would reset that one's ``/metrics`` (README, "Serving").
+Each server gets its own ``BENTOML_HOME`` (:func:`devtools.isolated_home`: a ``models`` link to
+the given store), so its ``/metrics`` are its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +23,17 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import GrpcClient
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIGURATION = REPO_ROOT / "configuration.yaml"
-LOOPBACK = "127.0.0.1"
+from devtools import (
+    CONFIGURATION,
+    LOOPBACK,
+    REPO_ROOT,
+    free_port,
+    isolated_home,
+    running_server,
+    server_env,
+)
 
 Protocol = Literal["http", "grpc"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def default_bentoml_home() -> Path:
@@ -70,13 +64,7 @@ class Server:
         self.memory = RssWatcher(self.process.pid)
 
     def is_ready(self) -> bool:
-        if self.protocol == "grpc":
-            with GrpcClient(self.address) as probe:
-                return probe.is_ready()
-        try:
-            return httpx.get(f"{self.address}/readyz", timeout=2.0).status_code == 200
-        except httpx.TransportError:
-            return False
+        return _readiness(self.protocol, self.address)()
 
     def metrics(self) -> str:
         """The Prometheus text of ``metrics_url``."""
@@ -96,11 +84,12 @@ def serve(
     config_overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     api_workers: int | None = None,
+    service: str = "service:svc",
     start_timeout_s: float = 240.0,
     source_dir: Path = REPO_ROOT,
     python: str | Path = sys.executable,
 ) -> Iterator[Server]:
-    """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service:svc``
+    """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service``
     on a free loopback port until the block ends, then stop its whole process group.
 
     Args:
@@ -111,8 +100,9 @@ def serve(
             newest).
         config: the BentoML configuration (``BENTOML_CONFIG``).
         config_overrides: ``BENTOML_CONFIG_OVERRIDES`` (nested keys, e.g. runner batching).
-        env: more environment variables for the server (e.g. ``BTC_SERVE_BENCHMARK_API``).
+        env: more environment variables for the server (e.g. ``BTC_SERVE_MAX_WINDOWS``).
         api_workers: ``--api-workers`` (default: BentoML's, one per CPU).
+        service: what to serve (``benchmarks.noop_service:svc`` adds the benchmark baseline).
         start_timeout_s: how long to wait for readiness before giving up.
         source_dir: the checkout whose ``service:svc`` is served (benchmarks serve an older
             commit from its own worktree).
@@ -120,7 +110,8 @@ def serve(
 
     Raises:
         FileNotFoundError: the store has no models.
-        RuntimeError: the server exited or was not ready in time (with its log's tail).
+        RuntimeError: the server exited before it was ready (with its log's tail).
+        TimeoutError: it was not ready in time.
     """
     store = (bentoml_home or default_bentoml_home()) / "models"
     if not store.is_dir():
@@ -128,77 +119,49 @@ def serve(
             f"no model store at {store}: train a model first (python -m training.train) "
             "or set BENTOML_HOME"
         )
-    home = work_dir / f"{protocol}-home"
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "models").exists():
-        (home / "models").symlink_to(store.resolve(), target_is_directory=True)
+    home = isolated_home(work_dir / f"{protocol}-home", store.parent)
     port, metrics_port = free_port(), free_port()
     overrides: dict[str, Any] = json.loads(json.dumps(config_overrides or {}))
     if protocol == "grpc":
         overrides.setdefault("api_server", {}).setdefault("grpc", {}).setdefault("metrics", {})
         overrides["api_server"]["grpc"]["metrics"]["port"] = metrics_port
-    server_env = {
-        **os.environ,
-        **(env or {}),
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "BENTOML_CONFIG": str(config),
-        "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides),
-        # BentoML 1.4.39 starts serve-grpc's metrics server without it (it then answers 500).
-        "PROMETHEUS_MULTIPROC_DIR": str(home / "prometheus_multiproc_dir"),
-    }
-    if model_tag:
-        server_env["BTC_SERVE_MODEL_TAG"] = model_tag
+    environment = server_env(home, model_tag, config=config, config_overrides=overrides, env=env)
     command = "serve-grpc" if protocol == "grpc" else "serve"
-    args = [command, "service:svc", "--host", LOOPBACK, "--port", str(port)]
+    args = [command, service, "--host", LOOPBACK, "--port", str(port)]
     if api_workers:
         args += ["--api-workers", str(api_workers)]
-    log_path = work_dir / f"{protocol}-server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(python), "-m", "bentoml", *args],
-            cwd=source_dir,
-            env=server_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     if protocol == "grpc":
         address, metrics_url = f"{LOOPBACK}:{port}", f"http://{LOOPBACK}:{metrics_port}/"
     else:
         address = f"http://{LOOPBACK}:{port}"
         metrics_url = f"{address}/metrics"
-    server = Server(protocol, address, metrics_url, process, log_path)
-    try:
-        deadline = time.monotonic() + start_timeout_s
-        while not server.is_ready():
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited ({process.returncode}):\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in {start_timeout_s}s:\n{_tail(log_path)}")
-            time.sleep(0.5)
+    log_path = work_dir / f"{protocol}-server.log"
+    ready = _readiness(protocol, address)
+    with running_server(
+        args,
+        environment,
+        log_path,
+        ready,
+        start_timeout_s=start_timeout_s,
+        python=python,
+        cwd=source_dir,
+    ) as process:
+        server = Server(protocol, address, metrics_url, process, log_path)
         with server.memory:
             yield server
-    finally:
-        _stop(process)
 
 
-def _stop(process: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _readiness(protocol: Protocol, address: str) -> Callable[[], bool]:
+    def is_ready() -> bool:
+        if protocol == "grpc":
+            with GrpcClient(address) as probe:
+                return probe.is_ready()
         try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            return httpx.get(f"{address}/readyz", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
 
-
-def _tail(path: Path, n_chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n_chars:]
+    return is_ready
 
 
 def process_role(process: psutil.Process) -> str:

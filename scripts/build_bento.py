@@ -36,6 +36,7 @@ NOT_IN_BENTO = (
     "backtest/",
     "benchmarks/",
     "cli/",
+    "devtools/",
     "monitoring/drift.py",
     "monitoring/drift_report.py",
     "monitoring/outcomes.py",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import httpx
 import pandas as pd
 
 from cli import folder, run
+from devtools import free_port  # the containers share the host's network
 from scripts.container_tools import (
     BASE_CACHE_DIR,
     BASE_IMAGE,
@@ -81,13 +81,6 @@ class ContainerCheck:
     expected_probability_up: float | None = None
     http_answer: dict[str, Any] = field(default_factory=dict)
     grpc_answer: dict[str, Any] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the containers share the host's network)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def newest_bento_tag(name: str = BENTO_NAME) -> str:

@@ -25,9 +25,6 @@ class ServeSettings(BaseSettings):
         max_windows: most windows accepted in one batch request.
         max_body_bytes: largest HTTP request body accepted (413 above it).
         log_level: level of the service's JSON logs.
-        benchmark_api: also serve ``predict_noop`` (predict's input parsing and validation, no
-            features, no model), the baseline of ``benchmarks/bench_service.py``; off in
-            production.
         drift_window: feature rows kept for the live drift gauges (the newest predictions').
         drift_every: predictions between two recomputations of the drift gauges.
         drift_min_interval_s: and at least this long between two (the gauges are scraped
@@ -62,7 +59,6 @@ class ServeSettings(BaseSettings):
     max_windows: int = Field(default=64, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
-    benchmark_api: bool = False
     drift_window: int = Field(default=1000, ge=10)
     drift_every: int = Field(default=50, ge=1)
     drift_min_interval_s: float = Field(default=5.0, ge=0)

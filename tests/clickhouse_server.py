@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from devtools import free_port
 
 APT_PACKAGES = "clickhouse-server clickhouse-client"
 START_TIMEOUT_S = 60.0

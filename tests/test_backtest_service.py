@@ -13,8 +13,9 @@ from artifact import ModelContractError, load_model
 from backtest import backtest_stored_model
 from backtest.run import main
 from client import GrpcClient, HttpClient
+from devtools import free_port, isolated_home, running_server
 from features import BAR_INTERVAL
-from tests.servers import free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 from training.data import Candles
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cli import app, config_from, dataclass_options, run
 from cli._app import STAGES
-from tests.servers import REPO_ROOT
+from devtools import REPO_ROOT
 from training.config import TrainConfig
 
 LIFECYCLE = [

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from client import GrpcClient, HttpClient, candles_payload
+from devtools import free_port, isolated_home, running_server
 from features import FEATURE_NAMES
 from monitoring.prediction_log import read_predictions
 from serving.clickhouse import ClickHouseSink
@@ -33,7 +34,7 @@ from stores.clickhouse import (
     parse_dsn,
 )
 from stores.spool import Spool
-from tests.servers import free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 from tests.test_monitoring import window_ends, windows_at
 from tests.test_service import metric_value
 

@@ -22,8 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from client import GrpcClient, HttpClient, ServiceError
 from client._grpc import SERVICE_NAME as GRPC_HEALTH_SERVICE
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from serving.settings import ENV_PREFIX, ServeSettings
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 
 DEPLOY = REPO_ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"

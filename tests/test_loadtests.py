@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from client import GrpcClient
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import BAR_INTERVAL, WARMUP_BARS
 from loadtests.run import parse_args, require_loopback
 from loadtests.workload import (
@@ -26,7 +27,7 @@ from loadtests.workload import (
     is_server_error,
     sample_windows,
 )
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 
 RUN_LIMIT_S = 240
 
@@ -124,16 +125,16 @@ def test_run_whose_requests_fail_exits_non_zero_and_names_the_failure(tmp_path):
     assert any("connection error" in message for message in summary["failure_messages"])
 
 
-@pytest.mark.parametrize(("enabled", "served"), [("", False), ("true", True)])
-def test_benchmark_baseline_api_exists_only_when_the_setting_enables_it(
-    trained_model_tag, enabled, served
+@pytest.mark.parametrize(
+    ("module", "served"), [("service", False), ("benchmarks.noop_service", True)]
+)
+def test_benchmark_baseline_api_exists_only_in_the_benchmark_service(
+    trained_model_tag, module, served
 ):
     env = {**os.environ, "BTC_SERVE_MODEL_TAG": trained_model_tag}
-    env.pop("BTC_SERVE_BENCHMARK_API", None)
-    if enabled:
-        env["BTC_SERVE_BENCHMARK_API"] = enabled
+    probe = f"import json, {module} as m; print(json.dumps(sorted(m.svc.apis)))"
     listed = subprocess.run(
-        [sys.executable, "-c", "import json, service; print(json.dumps(sorted(service.svc.apis)))"],
+        [sys.executable, "-c", probe],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -24,12 +24,13 @@ from sklearn.metrics import accuracy_score, brier_score_loss, roc_auc_score
 
 from artifact import REFERENCE_FILE
 from client import HttpClient
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import FEATURE_NAMES, OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
 from monitoring.drift_report import daily_drift
 from monitoring.drift_stats import drift_table
 from monitoring.outcomes import realised_outcomes, retrain_advice
 from monitoring.prediction_log import read_predictions
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 from tests.test_service import metric_value
 
 N_WINDOWS = 400

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from client import GrpcClient, HttpClient
-from tests.servers import REPO_ROOT, START_TIMEOUT_S, free_port, stop, tail
+from devtools import REPO_ROOT, START_TIMEOUT_S, free_port, stop, tail
 from tests.test_service import metric_value
 
 pytestmark = pytest.mark.integration

@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from artifact import load_model
 from client import GrpcClient, HttpClient
+from devtools import REPO_ROOT, free_port, running_server
 from features import compute_features
 from scripts.build_bento import bento_problems
 from scripts.lock_serving import (
@@ -31,7 +32,7 @@ from scripts.lock_serving import (
     read_requirements,
     render,
 )
-from tests.servers import REPO_ROOT, free_port, running_server, server_env
+from tests.servers import server_env
 
 N_BARS = 300
 

@@ -29,8 +29,9 @@ from schemathesis import DataGenerationMethod
 
 from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 from tests.test_service import metric_value, offline_probability
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import REPO_ROOT
+from devtools import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

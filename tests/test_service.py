@@ -20,6 +20,7 @@ from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 
 from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import (
     FEATURE_NAMES,
     OHLCV_COLUMNS,
@@ -27,7 +28,7 @@ from features import (
     compute_features,
     compute_window_features,
 )
-from tests.servers import REPO_ROOT, free_port, isolated_home, running_server, server_env
+from tests.servers import server_env
 
 pytestmark = pytest.mark.integration
 
