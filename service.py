@@ -23,7 +23,7 @@ from serving import answers, grpc_status, schemas
 from serving.guard import runner_sessions_ignore_environment
 from serving.io import ValidatedJSON
 from serving.logs import configure_logging, log_event
-from serving.metrics import service_metrics
+from serving.metrics import publish_served_model
 from serving.middleware import ApiMiddleware, RequestIdInterceptor
 from serving.monitor import PredictionMonitor
 from serving.runners import DirectionRunnable, FeatureRunnable, run
@@ -79,7 +79,7 @@ grpc_status.install()  # gRPC metrics and access log under the status the client
 @svc.on_startup
 async def _started(_context: object) -> None:
     configure_logging(settings.log_level)
-    service_metrics().model_info.labels(served.tag, served.stage, FEATURE_SET_VERSION).set(1)
+    publish_served_model(served, FEATURE_SET_VERSION)
     monitor.start()
     log_event("started", model_tag=served.tag, stage=served.stage)
     if server_context.worker_index in (None, 1):  # one ready line per server, not per worker
@@ -98,16 +98,18 @@ def _stopping(_context: object) -> None:
     input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
 )
-async def predict(request: schemas.Window | schemas.WindowBatch) -> dict:
-    """P(up) and the signal at the close of each window's last candle."""
+async def predict(request: schemas.PredictWindow | schemas.PredictBatch) -> dict:
+    """P(up) and the signal (the decision policy's target position from the request's
+    ``position``) at the close of each window's last candle."""
     windows = request_windows(request, **limits)
+    held = answers.holdings(served, request)
     computed = await run(model_runner.predict_windows, [w.ohlcv for w in windows])
     features, probabilities = computed[:, :-1], computed[:, -1]
     answers.raise_if_not_finite(features, windows)
-    predictions = answers.predictions(served, windows, probabilities)
+    predictions = answers.predictions(served, windows, probabilities, held)
     monitor.record(features, predictions)
     log_event("predict", signals=[p["signal"] for p in predictions])
-    if isinstance(request, schemas.WindowBatch):
+    if isinstance(request, schemas.PredictBatch):
         return {"predictions": predictions}
     return predictions[0]
 
@@ -135,5 +137,6 @@ async def indicators(request: schemas.IndicatorsRequest) -> dict:
     output=bentoml.io.JSON(pydantic_model=schemas.ModelInfoResponse),
 )
 async def model_info(_request: schemas.ModelInfoRequest) -> dict:
-    """The served model: tag, stage, metrics, feature contract, training and holdout ranges."""
+    """The served model: tag, stage, metrics, feature contract, training and holdout ranges,
+    age and expiry."""
     return model_summary(served)

@@ -9,8 +9,17 @@ Modules (private; everything public is re-exported here):
     _layout: the model name, stages, file names and required metadata keys.
     _store: the BentoML model store: save (atomic), list, resolve, load, stages, drift reference.
     _predictor: the ONNX Runtime predictor (scaler arrays + ``model.onnx``).
+    _expiry: a model's age and expiry (``trained_at``, ``expires_at`` in the metadata).
 """
 
+from artifact._expiry import (
+    EXPIRES_AT,
+    LIFETIME_HOURS,
+    NO_EXPIRY,
+    TRAINED_AT,
+    expiry_after,
+    model_age,
+)
 from artifact._layout import (
     CONFIG_FILE,
     MODEL_FILES,
@@ -42,6 +51,12 @@ from artifact._store import (
 )
 
 __all__ = [
+    "EXPIRES_AT",
+    "LIFETIME_HOURS",
+    "NO_EXPIRY",
+    "TRAINED_AT",
+    "expiry_after",
+    "model_age",
     "CONFIG_FILE",
     "MODEL_FILES",
     "MODEL_NAME",

@@ -9,6 +9,7 @@ reason; nothing half-loaded is returned.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,9 +24,11 @@ import bentoml
 import pandas as pd
 from bentoml.exceptions import NotFound
 
+from artifact._expiry import expires_at, model_age, trained_at
 from artifact._layout import MODEL_FILES, MODEL_NAME, REFERENCE_FILE, REQUIRED_METADATA, STAGES
 from artifact._predictor import OnnxPredictor
 from features import FEATURE_NAMES, FEATURE_SET_VERSION, WARMUP_BARS
+from policy import DecisionPolicy, PolicyError, policy_from_metadata
 
 if TYPE_CHECKING:
     from training.model import DirectionModel
@@ -57,6 +60,26 @@ class LoadedModel:
     @property
     def warmup_bars(self) -> int:
         return int(self.metadata["warmup_bars"])
+
+    @functools.cached_property
+    def policy(self) -> DecisionPolicy:
+        """The decision policy stored with the model (models saved before policies: the plain
+        threshold rule at their stored ``threshold``)."""
+        return policy_from_metadata(self.metadata)[0]
+
+    @functools.cached_property
+    def policy_source(self) -> str:
+        """Where :attr:`policy` came from (for old models: ``policy.PLAIN_SOURCE``)."""
+        return policy_from_metadata(self.metadata)[1]
+
+    @property
+    def trained_at(self) -> pd.Timestamp | None:
+        return trained_at(self.metadata)
+
+    @property
+    def expires_at(self) -> pd.Timestamp | None:
+        """When the model expires (None: no expiry recorded, or a lifetime of 0)."""
+        return expires_at(self.metadata)
 
     @property
     def bar_interval(self) -> pd.Timedelta:
@@ -264,7 +287,8 @@ def resolve_tag(tag: str | None = None, name: str = MODEL_NAME) -> str:
 
 
 def check_contract(metadata: Mapping[str, Any], tag: str) -> None:
-    """Refuse a model whose feature contract differs from this code's ``features/``."""
+    """Refuse a model whose feature contract differs from this code's ``features/``, or whose
+    stored decision policy is invalid (models without one use the plain threshold)."""
     missing = [k for k in REQUIRED_METADATA if k not in metadata]
     if missing:
         raise ModelContractError(f"{tag}: metadata lacks {missing}")
@@ -282,6 +306,10 @@ def check_contract(metadata: Mapping[str, Any], tag: str) -> None:
         raise ModelContractError(
             f"{tag}: feature set version {metadata['feature_set_version']} != {FEATURE_SET_VERSION}"
         )
+    try:
+        policy_from_metadata(metadata)
+    except PolicyError as exc:
+        raise ModelContractError(f"{tag}: invalid decision policy: {exc}") from None
 
 
 def load_model(
@@ -360,6 +388,7 @@ def read_reference(tag: str) -> dict[str, Any] | None:
 def model_summary(loaded: LoadedModel) -> dict[str, Any]:
     """JSON-safe description of a loaded model (for the model-info API and CLIs)."""
     meta = loaded.metadata
+    policy, source = policy_from_metadata(meta)
     return json.loads(
         json.dumps(
             {
@@ -370,10 +399,17 @@ def model_summary(loaded: LoadedModel) -> dict[str, Any]:
                 "warmup_bars": meta["warmup_bars"],
                 "label_horizon": meta["label_horizon"],
                 "threshold": meta["threshold"],
+                "policy": {
+                    **policy.to_dict(),
+                    "rule": policy.describe(),
+                    "source": source,
+                    "positions": list(policy.positions_allowed()),
+                },
                 "train_range": meta["train_range"],
                 "holdout_range": meta["holdout_range"],
                 "data_sha256": meta["data_sha256"],
                 "metrics": meta["metrics"],
+                "expiry": model_age(meta),
             },
             default=str,
         )

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from backtest._engine import EXECUTION, SIZING, simulate
-from backtest._stats import BARS_PER_YEAR, Stats, strategy_and_buy_and_hold
+from backtest._engine import EXECUTION, SIZING, costed_returns, drawdown, simulate
+from backtest._schedule import PolicySchedule
+from backtest._stats import BARS_PER_YEAR, Stats, compare, strategy_and_buy_and_hold
 from features import TIMESTAMP_COLUMN, validate_candles
+from policy import DecisionPolicy
+
+TradedPolicy = DecisionPolicy | PolicySchedule
 
 DEFAULT_FEE_BPS = 10.0
 """Binance spot taker fee (0.1%) per side, without BNB discount."""
@@ -24,7 +29,8 @@ STATS_CONVENTIONS = (
     "market), risk-free rate 0; sharpe = mean/std(ddof=1) x sqrt(8760); sortino = mean/"
     "sqrt(mean(min(r,0)^2)) x sqrt(8760); cagr over calendar time (365-day years); "
     "max_drawdown negative, from running peaks including the starting equity; buy_and_hold is "
-    "long every traded bar without costs."
+    "long every traded bar without costs (comparison.buy_and_hold_after_costs pays its entry "
+    "like the strategy); cash earns 0."
 )
 
 
@@ -52,6 +58,18 @@ class BacktestResult:
     short_threshold: float | None
     model_tag: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    policy: TradedPolicy = field(default_factory=DecisionPolicy.plain)
+    policy_source: str = "plain threshold"
+    comparison: dict[str, Stats] = field(default_factory=dict)
+
+    @property
+    def plain_policy(self) -> DecisionPolicy:
+        """The plain threshold rule the policy is compared with."""
+        return DecisionPolicy.plain(
+            self.long_threshold,
+            allow_short=self.short_threshold is not None,
+            short_threshold=self.short_threshold,
+        )
 
     @property
     def range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -84,8 +102,19 @@ class BacktestResult:
             "long_threshold": self.long_threshold,
             "short_threshold": self.short_threshold,
             "bars_without_signal": int(self.bars["probability_up"].isna().sum()),
+            "policy": self.policy.to_dict(),
+            "policy_rule": self.policy.describe(),
+            "policy_source": self.policy_source,
+            "comparison": {name: stats.to_dict() for name, stats in self.comparison.items()},
+            "reading": self.reading(),
             **_json_safe(self.details),
         }
+
+    def reading(self) -> list[str]:
+        """The honest reading of the figures, as sentences generated from them."""
+        from backtest._report import reading
+
+        return reading(self)
 
     def save(self, directory: str | Path, *, plot: bool = True) -> dict[str, Path]:
         """Write ``bars.csv``, ``report.json`` and (if ``plot``) ``backtest.png`` there."""
@@ -128,9 +157,14 @@ class Backtest:
             lacks have no signal and stay flat) or an array with one value per candle (NaN =
             no signal). The value at bar ``t`` must only use information up to ``t``'s close.
         fee_bps, slippage_bps: cost per unit of traded notional per position change.
-        threshold: go long when P(up) >= threshold.
-        allow_short: go short when P(up) < ``short_threshold`` (default ``1 - threshold``).
+        threshold: the plain rule, long when P(up) >= threshold (the comparison line, and the
+            strategy when no ``policy`` is given).
+        allow_short: the plain rule goes short when P(up) < ``short_threshold`` (default
+            ``1 - threshold``).
         short_threshold: see ``allow_short``; must not exceed ``threshold``.
+        policy: the decision policy traded (:class:`policy.DecisionPolicy`, e.g. the one stored
+            with the model); default: the plain rule.
+        policy_source: where ``policy`` came from (written into the report).
     """
 
     def __init__(
@@ -143,6 +177,8 @@ class Backtest:
         threshold: float = 0.5,
         allow_short: bool = False,
         short_threshold: float | None = None,
+        policy: TradedPolicy | None = None,
+        policy_source: str | None = None,
     ):
         self.candles = validate_candles(candles, allow_gaps=True)
         self.probability_up = self._align(probability_up)
@@ -163,6 +199,13 @@ class Backtest:
         self.slippage_bps = float(slippage_bps)
         self.threshold = float(threshold)
         self.short_threshold = short_threshold
+        self.plain = DecisionPolicy.plain(
+            self.threshold, allow_short=allow_short, short_threshold=short_threshold
+        )
+        self.policy: TradedPolicy = self.plain if policy is None else policy
+        self.policy_source = policy_source or (
+            f"plain threshold {self.threshold:g}" if policy is None else "given"
+        )
 
     def _align(self, probability_up: pd.Series | np.ndarray) -> np.ndarray:
         n = len(self.candles)
@@ -224,19 +267,20 @@ class Backtest:
     ) -> BacktestResult:
         """Trade the bars from ``start`` to ``end`` (open times, inclusive) and score them."""
         first, last = self.rows(start, end)
-        bars = simulate(
+        costs = {"fee_bps": self.fee_bps, "slippage_bps": self.slippage_bps}
+        run = partial(
+            simulate,
             self.candles,
             self.probability_up,
             first=first,
             last=last,
             fee_bps=self.fee_bps,
             slippage_bps=self.slippage_bps,
-            long_threshold=self.threshold,
-            short_threshold=self.short_threshold,
         )
-        strategy, buy_and_hold = strategy_and_buy_and_hold(
-            bars, fee_bps=self.fee_bps, slippage_bps=self.slippage_bps
-        )
+        bars = run(policy=self.policy)
+        plain = bars if self.plain == self.policy else run(policy=self.plain)
+        _add_comparison_columns(bars, plain, **costs)
+        strategy, buy_and_hold = strategy_and_buy_and_hold(bars, **costs)
         return BacktestResult(
             bars=bars,
             strategy=strategy,
@@ -246,5 +290,30 @@ class Backtest:
             long_threshold=self.threshold,
             short_threshold=self.short_threshold,
             model_tag=model_tag,
+            policy=self.policy,
+            policy_source=self.policy_source,
+            comparison=compare(bars, plain, **costs),
             details=dict(details or {}),
         )
+
+
+def _add_comparison_columns(
+    bars: pd.DataFrame, plain: pd.DataFrame, *, fee_bps: float, slippage_bps: float
+) -> None:
+    """Equity of the other lines, bar by bar: the policy before costs, the plain threshold
+    (after and before costs) and buy-and-hold (the same engine, long on every bar)."""
+    free = {"fee_bps": 0.0, "slippage_bps": 0.0}
+    charged = {"fee_bps": fee_bps, "slippage_bps": slippage_bps}
+    bar_return = bars["bar_return"].to_numpy()
+    always_long = np.ones(len(bars))
+
+    def equity(position: np.ndarray, costs: dict[str, float]) -> np.ndarray:
+        return np.cumprod(1.0 + costed_returns(position, bar_return, **costs)["strategy_return"])
+
+    bars["equity_before_costs"] = equity(bars["position"].to_numpy(), free)
+    bars["plain_position"] = plain["position"].to_numpy()
+    bars["plain_equity"] = plain["equity"].to_numpy()
+    bars["plain_equity_before_costs"] = equity(bars["plain_position"].to_numpy(), free)
+    bars["buy_and_hold_equity"] = equity(always_long, free)
+    bars["buy_and_hold_equity_after_costs"] = equity(always_long, charged)
+    bars["buy_and_hold_drawdown"] = drawdown(bars["buy_and_hold_equity"].to_numpy())

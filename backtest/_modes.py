@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS, Backtest, BacktestResult
+from backtest._schedule import PolicySchedule, walk_forward_schedule
 from backtest._service import PredictClient, parity, service_probabilities
 from backtest._signals import (
     check_out_of_sample,
@@ -23,6 +24,7 @@ from backtest._walkforward import (
     walk_forward_probabilities,
 )
 from features import TIMESTAMP_COLUMN, WARMUP_BARS
+from policy import PLAIN_SOURCE, DecisionPolicy, policy_from_metadata
 from training.data import Candles
 
 if TYPE_CHECKING:
@@ -40,6 +42,18 @@ def _data_details(candles: Candles) -> dict[str, Any]:
         ],
         "data_gaps": len(candles.report.gaps),
     }
+
+
+def _stored_policy(info: dict[str, Any], loaded: Any) -> tuple[DecisionPolicy, str]:
+    """The served or stored model's decision policy and its source (plain for old models)."""
+    if loaded is not None:
+        return policy_from_metadata(loaded.metadata)
+    summary = info.get("policy")
+    if not isinstance(summary, dict):  # a service of a version before policies
+        return DecisionPolicy.plain(float(info["threshold"])), PLAIN_SOURCE
+    fields = ("entry", "exit", "min_hold_bars", "allow_short", "short_entry", "short_exit")
+    rule = {k: summary[k] for k in fields if summary.get(k) is not None}
+    return DecisionPolicy.from_dict(rule), str(summary.get("source", "served"))
 
 
 def backtest_stored_model(
@@ -67,7 +81,9 @@ def backtest_stored_model(
         start: first traded bar (open time); default and minimum: the first bar whose return
             the model never saw (see :func:`backtest._signals.earliest_out_of_sample_start`).
         end: last traded bar (default: the last candle).
-        threshold: long when P(up) >= threshold (default: the model's stored threshold).
+        threshold: trade the plain rule, long when P(up) >= threshold, instead of the
+            model's stored decision policy (so do ``allow_short`` and ``short_threshold``);
+            the plain rule at the model's stored threshold is always reported beside it.
         service: take P(up) from this running service (``client.HttpClient`` or
             ``client.GrpcClient``) instead of the local model, one ``window_bars`` window per
             signal bar; if the model is also in the local store, ``details["service_parity"]``
@@ -109,6 +125,8 @@ def backtest_stored_model(
     if first_bar.tzinfo is None:
         raise ValueError(f"start {start!r} has no UTC offset (naive timestamps are rejected)")
     check_out_of_sample(first_bar, train_range=train_range, label_horizon=horizon)
+    plain_rule = threshold is not None or allow_short or short_threshold is not None
+    stored_policy, stored_source = _stored_policy(info, loaded)
     make_backtest = partial(
         Backtest,
         fee_bps=fee_bps,
@@ -116,6 +134,8 @@ def backtest_stored_model(
         threshold=float(info["threshold"]) if threshold is None else threshold,
         allow_short=allow_short,
         short_threshold=short_threshold,
+        policy=None if plain_rule else stored_policy,
+        policy_source=None if plain_rule else stored_source,
     )
     details: dict[str, Any] = {
         "mode": "stored_model",
@@ -157,8 +177,7 @@ def backtest_stored_model(
                 rows=signal_rows,
                 window_bars=window_bars,
                 predict_proba=loaded.model.predict_proba,
-                long_threshold=probe.threshold,
-                short_threshold=probe.short_threshold,
+                policy=probe.plain if plain_rule else stored_policy,
             )
     assert probability is not None
     started = time.perf_counter()
@@ -183,9 +202,15 @@ def backtest_walk_forward(
     slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
     allow_short: bool = False,
     short_threshold: float | None = None,
+    search_policy: bool = True,
     progress: bool = False,
 ) -> BacktestResult:
     """Retrain with ``training.train.fit_direction_model`` before every ``test_bars`` window.
+
+    The decision policy of each window is searched on the earlier windows' out-of-sample
+    signals only (:mod:`backtest._schedule`; the first window trades the plain threshold);
+    ``search_policy=False`` trades the plain threshold throughout. The plain threshold is
+    reported beside it either way.
 
     Args:
         candles: the whole history (training and trading both come from it).
@@ -221,6 +246,25 @@ def backtest_walk_forward(
         progress=progress,
     )
     started = time.perf_counter()
+    stamps = probe.candles[TIMESTAMP_COLUMN]
+    windows = [
+        (int(stamps.searchsorted(f.trade_first)), int(stamps.searchsorted(f.trade_last)))
+        for f in walk.folds
+    ]
+    schedule: PolicySchedule | None = None
+    searches: list[dict[str, Any]] = []
+    if search_policy:
+        schedule, searches = walk_forward_schedule(
+            probe.candles,
+            walk.probability_up,
+            windows,
+            plain=probe.plain,
+            fee_bps=fee_bps,
+            slippage_bps=slippage_bps,
+            allow_short=allow_short or config.allow_short,
+        )
+    search_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     backtest = Backtest(
         probe.candles,
         walk.probability_up,
@@ -229,8 +273,13 @@ def backtest_walk_forward(
         threshold=config.threshold,
         allow_short=allow_short,
         short_threshold=short_threshold,
+        policy=schedule,
+        policy_source=(
+            "re-searched before each window on the earlier windows' out-of-sample signals"
+            if schedule is not None
+            else None
+        ),
     )
-    stamps = probe.candles[TIMESTAMP_COLUMN]
     details: dict[str, Any] = {
         "mode": "walk_forward",
         "label_horizon": config.label_horizon,
@@ -239,6 +288,7 @@ def backtest_walk_forward(
         "window": "expanding" if max_train_rows is None else f"sliding ({max_train_rows} rows)",
         "train_config": config.to_dict(),
         "folds": [fold.to_dict() for fold in walk.folds],
+        "policy_searches": searches,
         **_data_details(candles),
     }
     result = backtest.run(
@@ -250,6 +300,7 @@ def backtest_walk_forward(
     result.details["timings_seconds"] = {
         "features": round(walk.feature_seconds, 3),
         "fit": round(walk.fit_seconds, 3),
+        "policy_search": round(search_seconds, 3),
         "predict": round(walk.predict_seconds, 3),
         "simulate_and_stats": round(time.perf_counter() - started, 3),
     }

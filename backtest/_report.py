@@ -42,28 +42,78 @@ def _fmt(value: float | int | None, kind: str) -> str:
 
 
 def summary_table(result: BacktestResult) -> str:
-    """Strategy vs buy-and-hold, one headline number per line."""
+    """The policy, the plain threshold and buy-and-hold (after and before costs) and cash, one
+    headline number per line, then the reading generated from the figures."""
+    from backtest._stats import COMPARISON_LINES as names
+
+    headers: tuple[str, ...] = ("policy", "(no costs)", "plain", "(no costs)", "buy&hold")
+    headers += ("(no costs)", "cash")
+    lines_stats = [result.comparison[n] for n in names] if result.comparison else []
+    if not lines_stats:
+        lines_stats, headers = [result.strategy, result.buy_and_hold], ("strategy", "buy&hold")
     columns = []
-    for stats in (result.strategy, result.buy_and_hold):
+    for stats in lines_stats:
         values = stats.to_dict()
         values["costs"] = stats.fees_paid + stats.slippage_paid
         columns.append(values)
     first, last = result.range
+    width = 12
     lines = [
         f"backtest {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC, {result.strategy.bars} "
         f"bars, model {result.label}, costs {result.fee_bps:g}+{result.slippage_bps:g} "
         "bps per change",
-        f"{'':<22}{'strategy':>12}{'buy&hold':>12}",
+        f"policy: {result.policy.describe()} ({result.policy_source}); plain: long when "
+        f"P(up) >= {result.long_threshold:g}",
+        f"{'':<22}" + "".join(f"{h:>{width}}" for h in headers),
     ]
     for label, key, kind in _ROWS:
-        lines.append(
-            f"{label:<22}{_fmt(columns[0][key], kind):>12}{_fmt(columns[1][key], kind):>12}"
+        lines.append(f"{label:<22}" + "".join(f"{_fmt(c[key], kind):>{width}}" for c in columns))
+    return "\n".join([*lines, *result.reading()])
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:+.1f} %"
+
+
+def reading(result: BacktestResult) -> list[str]:
+    """Sentences stating what the figures say (generated, so they cannot go stale)."""
+    lines = result.comparison
+    if not lines:
+        return []
+    policy, policy_free = lines["policy"], lines["policy_before_costs"]
+    plain, plain_free = lines["plain_threshold"], lines["plain_threshold_before_costs"]
+    hold = lines["buy_and_hold_after_costs"]
+    costs = f"{result.fee_bps:g} + {result.slippage_bps:g} bps a change"
+    out = [
+        f"After costs ({costs}) the policy returned {_pct(policy.total_return)}, against "
+        f"{_pct(plain.total_return)} for the plain {result.long_threshold:g} threshold, "
+        f"{_pct(hold.total_return)} for buy-and-hold and +0.0 % for cash.",
+        f"After costs it does {'better' if policy.total_return > 0 else 'worse'} than cash and "
+        f"{'better' if policy.total_return > hold.total_return else 'worse'} than buy-and-hold.",
+        f"Before costs the policy returned {_pct(policy_free.total_return)} and the plain "
+        f"threshold {_pct(plain_free.total_return)}; costs paid: policy "
+        f"{100 * (policy.fees_paid + policy.slippage_paid):.1f} % of the starting equity, plain "
+        f"threshold {100 * (plain.fees_paid + plain.slippage_paid):.1f} %.",
+    ]
+    if result.policy == result.plain_policy:
+        out.append(f"The policy is the plain threshold ({result.policy_source}).")
+    else:
+        ratio = (
+            f"1/{plain.turnover_per_year / policy.turnover_per_year:.1f} of the plain threshold's"
+            if policy.turnover_per_year > 0
+            else "none at all"
         )
-    return "\n".join(lines)
+        out.append(
+            f"Turnover per year: policy {policy.turnover_per_year:.1f} x equity ({policy.trades} "
+            f"trades, exposure {100 * policy.exposure:.0f} %), plain threshold "
+            f"{plain.turnover_per_year:.1f} x ({plain.trades} trades, exposure "
+            f"{100 * plain.exposure:.0f} %): {ratio}."
+        )
+    return out
 
 
 def plot(result: BacktestResult, path: Path) -> None:
-    """Equity (strategy vs buy-and-hold, log scale), drawdowns, and the position over time."""
+    """Equity of every line (log scale), drawdowns, and the position over time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,21 +125,28 @@ def plot(result: BacktestResult, path: Path) -> None:
         3, 1, figsize=(12, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.5, 1]}
     )
     equity_ax, drawdown_ax, position_ax = axes
-    equity_ax.plot(
-        ts, bars["equity"], color="tab:blue", linewidth=1.0, label="strategy (after costs)"
-    )
-    equity_ax.plot(
-        ts, bars["buy_and_hold_equity"], color="tab:orange", linewidth=1.0, label="buy and hold"
-    )
+    for column, color, style, label in (
+        ("equity", "tab:blue", "-", "policy, after costs"),
+        ("equity_before_costs", "tab:blue", ":", "policy, before costs"),
+        ("plain_equity", "tab:red", "-", f"plain {result.long_threshold:g} threshold, after costs"),
+        ("plain_equity_before_costs", "tab:red", ":", "plain threshold, before costs"),
+        ("buy_and_hold_equity", "tab:orange", "-", "buy and hold"),
+    ):
+        if column in bars:
+            equity_ax.plot(
+                ts, bars[column], color=color, linestyle=style, linewidth=1.0, label=label
+            )
+    equity_ax.axhline(1.0, color="grey", linewidth=0.8, label="cash")
     equity_ax.set_yscale("log")
     equity_ax.set_ylabel("equity (start = 1)")
-    equity_ax.legend(loc="upper left")
+    equity_ax.legend(loc="upper left", fontsize=8)
     equity_ax.set_title(
         f"{result.label}: fees {result.fee_bps:g} bps + slippage "
-        f"{result.slippage_bps:g} bps per position change"
+        f"{result.slippage_bps:g} bps per position change\npolicy: {result.policy.describe()}",
+        fontsize=9,
     )
     drawdown_ax.fill_between(
-        ts, bars["drawdown"], 0, color="tab:blue", alpha=0.4, linewidth=0, label="strategy"
+        ts, bars["drawdown"], 0, color="tab:blue", alpha=0.4, linewidth=0, label="policy"
     )
     drawdown_ax.plot(
         ts, bars["buy_and_hold_drawdown"], color="tab:orange", linewidth=0.8, label="buy and hold"

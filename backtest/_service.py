@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from backtest._engine import target_positions
 from features import BAR_INTERVAL, OHLCV_COLUMNS, TIMESTAMP_COLUMN, compute_window_features
+from policy import DecisionPolicy
 
 
 class PredictClient(Protocol):
@@ -100,12 +100,12 @@ def parity(
     rows: np.ndarray,
     window_bars: int,
     predict_proba,
-    long_threshold: float,
-    short_threshold: float | None,
+    policy: DecisionPolicy,
     sample: int = 64,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """How the served signals compare with the offline ones on the signal ``rows``.
+    """How the served signals (the ``policy``'s positions from the served P(up)) compare with
+    the offline ones on the signal ``rows``.
 
     Two references: the offline backtest's probabilities (features over the whole history) and,
     on every bar where the signals differ plus ``sample`` random bars, the offline model on the
@@ -115,15 +115,12 @@ def parity(
     at the threshold.
     """
     rows = np.asarray(rows)
-    thresholds = [long_threshold] if short_threshold is None else [long_threshold, short_threshold]
+    levels = [policy.entry, policy.exit, policy.short_entry, policy.short_exit]
+    thresholds = sorted({float(v) for v in levels if v is not None})
     served_rows, offline_rows = served[rows], offline[rows]
     both = ~np.isnan(served_rows) & ~np.isnan(offline_rows)
-    served_target = target_positions(
-        served_rows, long_threshold=long_threshold, short_threshold=short_threshold
-    )
-    offline_target = target_positions(
-        offline_rows, long_threshold=long_threshold, short_threshold=short_threshold
-    )
+    served_target = policy.positions(served_rows)
+    offline_target = policy.positions(offline_rows)
     differ = np.flatnonzero(served_target != offline_target)
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(both)

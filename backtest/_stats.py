@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest._engine import BPS
+from backtest._engine import BPS, costed_returns
 
 BARS_PER_YEAR = 24 * 365
 """Annualisation factor for hourly bars in a market open 24 hours a day, 365 days a year."""
@@ -208,3 +208,63 @@ def strategy_and_buy_and_hold(
         cost_rate=0.0,
     )
     return strategy, buy_and_hold
+
+
+def line_stats(
+    timestamps: pd.Series,
+    position: np.ndarray,
+    bar_return: np.ndarray,
+    *,
+    fee_bps: float,
+    slippage_bps: float,
+) -> Stats:
+    """:class:`Stats` of holding ``position`` over the bars under the engine's execution and
+    costs (the book flat before the first bar)."""
+    costs = costed_returns(position, bar_return, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    return compute_stats(
+        timestamps=timestamps,
+        returns=costs["strategy_return"],
+        position=np.asarray(position, dtype="float64"),
+        bar_return=bar_return,
+        turnover=costs["turnover"],
+        fee_cost=costs["fee_cost"],
+        slippage_cost=costs["slippage_cost"],
+        cost_rate=(fee_bps + slippage_bps) * BPS,
+    )
+
+
+COMPARISON_LINES = (
+    "policy",
+    "policy_before_costs",
+    "plain_threshold",
+    "plain_threshold_before_costs",
+    "buy_and_hold_after_costs",
+    "buy_and_hold",
+    "cash",
+)
+"""The lines every backtest reports side by side (``policy`` is the traded strategy)."""
+
+
+def compare(
+    bars: pd.DataFrame, plain: pd.DataFrame, *, fee_bps: float, slippage_bps: float
+) -> dict[str, Stats]:
+    """The policy, the plain threshold and buy-and-hold, each after and before costs, and cash,
+    over the same bars (``plain``: the per-bar table of the plain threshold)."""
+    timestamps, bar_return = bars["timestamp"], bars["bar_return"].to_numpy()
+    positions = {
+        "policy": bars["position"].to_numpy(),
+        "plain_threshold": plain["position"].to_numpy(),
+        "buy_and_hold": np.ones(len(bars)),
+    }
+    charged = {"fee_bps": fee_bps, "slippage_bps": slippage_bps}
+    free = {"fee_bps": 0.0, "slippage_bps": 0.0}
+    out: dict[str, Stats] = {}
+    for name, position in positions.items():
+        after = line_stats(timestamps, position, bar_return, **charged)
+        before = line_stats(timestamps, position, bar_return, **free)
+        if name == "buy_and_hold":
+            out |= {"buy_and_hold_after_costs": after, "buy_and_hold": before}
+        else:
+            out |= {name: after, f"{name}_before_costs": before}
+    out["cash"] = line_stats(timestamps, np.zeros(len(bars)), bar_return, **free)
+    return {name: out[name] for name in COMPARISON_LINES}

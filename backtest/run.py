@@ -94,8 +94,9 @@ WALK_FORWARD_DEFAULTS = {"max_epochs": 20, "patience": 3}
     "--threshold",
     type=float,
     default=None,
-    help="long when P(up) >= threshold (default: the model's stored threshold, 0.5 in "
-    "walk-forward)",
+    help="trade the plain rule, long when P(up) >= threshold, instead of the model's stored "
+    "decision policy (default: the stored policy; its plain threshold is always reported beside "
+    "it; 0.5 in walk-forward)",
 )
 @click.option("--allow-short", is_flag=True, help="go short when P(up) < short threshold")
 @click.option(
@@ -141,6 +142,12 @@ WALK_FORWARD_DEFAULTS = {"max_epochs": 20, "patience": 3}
     type=int,
     default=None,
     help="walk-forward: sliding training window of this many rows (default: expanding)",
+)
+@click.option(
+    "--plain-threshold",
+    is_flag=True,
+    help="walk-forward: trade the plain threshold throughout instead of re-searching the "
+    "decision policy before each window on the earlier windows' signals",
 )
 @dataclass_options(TrainConfig, only=WALK_FORWARD_TRAINING, defaults=WALK_FORWARD_DEFAULTS)
 @click.option(
@@ -224,6 +231,7 @@ def _run(args: SimpleNamespace) -> tuple[BacktestResult, Path]:
             max_train_rows=args.max_train_rows,
             start=args.start,
             end=args.end,
+            search_policy=not args.plain_threshold,
             progress=not args.quiet,
             **costs,
         )

@@ -19,9 +19,14 @@ STAGES = {
     "backtest": ("backtest.run:backtest_command", "out-of-sample backtest with fees"),
     "drift": ("monitoring.drift_report:drift_command", "data drift of the prediction log"),
     "outcomes": ("monitoring.outcomes:outcomes_command", "logged predictions vs outcomes"),
+    "load-candles": (
+        "monitoring.clickhouse_source:load_candles_command",
+        "load candles into ClickHouse (for outcomes)",
+    ),
     "loadtest": ("loadtests.run:loadtest_command", "bounded headless locust load test"),
     "bench": ("benchmarks.run:bench_command", "the benchmarks of docs/BENCHMARKS.md"),
     "build": ("scripts.build_bento:build_command", "build and check the bento"),
+    "retrain": ("ingest.cli:retrain", "update data, train, gate, build the bento, promote"),
     "containerize-check": (
         "scripts.containerize_check:containerize_check_command",
         "build the image and prove it serves",
@@ -72,7 +77,6 @@ app = _StageGroup(
 )
 # Mounting another command: add ``"name": ("module:attribute", "help")`` to STAGES (imported on
 # use, so its module may import ``cli``), or ``app.add_command(command)`` for one built here.
-# Next: "retrain" ("ingest.cli:retrain", issue 14) once it exists.
 
 
 def main() -> None:

@@ -12,10 +12,22 @@ shared/API_CONTRACT.md); a rejected call raises :class:`ServiceError` with the s
 
     with GrpcClient("127.0.0.1:3010") as service:
         answers = service.predict_batch([window_1, window_2])
+
+The newest closed candles to predict on, from the exchange or a ``btcusdt data update``
+dataset: :func:`closed_candles_from_exchange`, :func:`closed_candles_from_dataset`
+(``examples/live_predict.py`` puts them together).
 """
 
 from client._common import ServiceError, candles_payload
 from client._grpc import GrpcClient
 from client._http import HttpClient
+from client._live import closed_candles_from_dataset, closed_candles_from_exchange
 
-__all__ = ["GrpcClient", "HttpClient", "ServiceError", "candles_payload"]
+__all__ = [
+    "GrpcClient",
+    "HttpClient",
+    "ServiceError",
+    "candles_payload",
+    "closed_candles_from_dataset",
+    "closed_candles_from_exchange",
+]

@@ -58,6 +58,15 @@ def candles_payload(candles: Candles) -> list[dict[str, Any]]:
     return records
 
 
+def _window_body(candles: Candles, position: str | None, bars_held: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"candles": candles_payload(candles)}
+    if position is not None:
+        body["position"] = position
+    if bars_held is not None:
+        body["bars_held"] = int(bars_held)
+    return body
+
+
 class ServiceClient(ABC):
     """The APIs, written once over a transport's :meth:`call` (HTTP or gRPC)."""
 
@@ -74,13 +83,42 @@ class ServiceClient(ABC):
     def close(self) -> None:
         """Release the connection."""
 
-    def predict(self, candles: Candles) -> dict[str, Any]:
-        """``probability_up``, ``signal``, ``model_tag``, ``timestamp``, ``horizon_bars``."""
-        return self.call("predict", {"candles": candles_payload(candles)})
+    def predict(
+        self, candles: Candles, *, position: str | None = None, bars_held: int | None = None
+    ) -> dict[str, Any]:
+        """``probability_up``, ``signal``, ``model_tag``, ``timestamp``, ``horizon_bars``.
 
-    def predict_batch(self, windows: Sequence[Candles]) -> list[dict[str, Any]]:
-        """One prediction per window, in order (one request)."""
-        body = {"windows": [{"candles": candles_payload(w)} for w in windows]}
+        ``position`` (``"flat"``, ``"long"``, ``"short"`` where the model's policy allows it)
+        is the position held now, ``bars_held`` for how many bars (the last candle included):
+        ``signal`` is then the target position after the model's decision policy. Feed each
+        answer back: the next ``position`` is this ``signal``, the next ``bars_held`` is
+        ``bars_held + 1`` if the signal kept the position, else 1.
+        """
+        return self.call("predict", _window_body(candles, position, bars_held))
+
+    def predict_batch(
+        self,
+        windows: Sequence[Candles],
+        *,
+        positions: Sequence[str] | None = None,
+        bars_held: Sequence[int | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One prediction per window, in order (one request); ``positions``/``bars_held``,
+        one per window, as in :meth:`predict`."""
+        n = len(windows)
+        for name, values in (("positions", positions), ("bars_held", bars_held)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} needs one value per window ({n}), got {len(values)}")
+        body = {
+            "windows": [
+                _window_body(
+                    w,
+                    None if positions is None else positions[i],
+                    None if bars_held is None else bars_held[i],
+                )
+                for i, w in enumerate(windows)
+            ]
+        }
         return self.call("predict", body)["predictions"]
 
     def indicators(self, candles: Candles, *, all_rows: bool = False) -> dict[str, Any]:

@@ -3,6 +3,7 @@ CLI; ``python -m ingest.cli`` runs them on their own.
 
     btcusdt data update --symbol BTCUSDT --interval 1h --since 2017-08-17T00:00:00Z \\
         --out data/live/BTCUSDT-1h.parquet [--base-url URL] [--archive DIR_OR_URL]
+    btcusdt retrain [the same data options] [training options] [--margin M]
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from typing import Any
 import click
 import pandas as pd
 
+from cli import config_from, dataclass_options, run
 from ingest._archive import ArchiveError
 from ingest._dataset import DatasetBusy
 from ingest._http import ExchangeError, ExchangeUnavailable, RetryPolicy
 from ingest._klines import INTERVALS
 from ingest._rest import DEFAULT_BASE_URL
 from ingest._update import DEFAULT_SINCE, UpdateRequest, update_dataset
+from training.config import TrainConfig
+from training.evaluate import HIGHER_IS_BETTER
+from training.promote import DEFAULT_MARGIN, DEFAULT_METRIC
 
 DEFAULT_OUT = Path("data/live/BTCUSDT-1h.parquet")
 
@@ -146,11 +151,64 @@ def update(**options: Any) -> None:
     click.echo(result.summary())
 
 
-def main() -> None:
-    """``python -m ingest.cli``: these commands without the rest of ``btcusdt``."""
-    group = click.Group("ingest", commands={"data": data})
-    group(prog_name="python -m ingest.cli")
+@click.command("retrain")
+@update_options
+@dataclass_options(TrainConfig)
+@click.option(
+    "--metric",
+    type=click.Choice(sorted(HIGHER_IS_BETTER)),
+    default=DEFAULT_METRIC,
+    show_default=True,
+    help="holdout metric the promotion gate compares",
+)
+@click.option(
+    "--margin",
+    type=float,
+    default=DEFAULT_MARGIN,
+    show_default=True,
+    help="required advantage over the best baseline on --metric",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="where to write the training report (default: reports/<model version>/)",
+)
+@click.option("--force", is_flag=True, help="train even if a version already has this data")
+def retrain(**options: Any) -> None:
+    """Update the data, train, gate, build the bento and promote; print what happened and why.
+
+    A refused gate or nothing new to train on is a normal outcome (exit 0); any failure leaves
+    the dataset, the model store and the production version as they were.
+    """
+    from ingest._retrain import retrain as run_cycle
+    from scripts.build_bento import BentoCheckError
+
+    with refusals():
+        try:
+            config = config_from(TrainConfig, options)
+            result = run_cycle(
+                update_request(**options),
+                config,
+                margin=options["margin"],
+                metric=options["metric"],
+                report_dir=options["report_dir"],
+                force=options["force"],
+                progress=options["progress"],
+            )
+        except BentoCheckError as exc:
+            click.echo(f"error: bento: {exc}", err=True)
+            click.echo("the candidate was removed; production unchanged", err=True)
+            sys.exit(1)
+    for line in result.steps:
+        click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingest.cli``: ``btcusdt data`` and ``btcusdt retrain`` on their own."""
+    group = click.Group("ingest", commands={"data": data, "retrain": retrain})
+    return run(group, argv, prog_name="python -m ingest.cli")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,12 +25,14 @@ import pandas as pd
 from artifact import REFERENCE_FILE, ModelContractError, read_reference
 from cli import existing_file, folder, run
 from features import FEATURE_NAMES
+from monitoring.clickhouse_source import ClickHouseSource, DriftTables, Selection
 from monitoring.drift_stats import PSI_MODERATE, PSI_SIGNIFICANT, drift_table
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
     latest_model_tag,
     log_options,
+    prediction_source,
     read_predictions,
 )
 
@@ -152,6 +154,48 @@ def plot_daily_psi(daily: pd.DataFrame, path: Path, *, title: str) -> Path:
     return path
 
 
+def drift_tables(args: Any) -> tuple[str, DriftTables]:
+    """The model and its drift tables from the CLI's source (a prediction log, or ClickHouse:
+    the same figures, aggregated in SQL where it can be, :mod:`monitoring.clickhouse_source`)."""
+    source = prediction_source(args)
+    if isinstance(source, str):
+        store = ClickHouseSource(source)
+        model_tag = args.model_tag or store.latest_model_tag()
+        profile = _profile(args, model_tag)
+        selection = Selection(model_tag, args.since, args.until, args.keep_duplicates)
+        tables = store.drift_tables(
+            selection, profile, window_days=args.window_days, min_rows=args.min_rows
+        )
+        return model_tag, tables
+    predictions = read_predictions(
+        source,
+        model_tag=args.model_tag,
+        since=args.since,
+        until=args.until,
+        keep_duplicates=args.keep_duplicates,
+    )
+    model_tag = args.model_tag or latest_model_tag(predictions)
+    predictions = predictions[predictions["model_tag"] == model_tag]
+    profile = _profile(args, model_tag)
+    first, last = predictions[CANDLE_TIMESTAMP].iloc[[0, -1]]
+    tables = DriftTables(
+        overall=overall_drift(predictions, profile),
+        daily=daily_drift(
+            predictions, profile, window_days=args.window_days, min_rows=args.min_rows
+        ),
+        rows=len(predictions),
+        first=first,
+        last=last,
+    )
+    return model_tag, tables
+
+
+def _profile(args: Any, model_tag: str) -> dict[str, Any]:
+    if args.reference:
+        return json.loads(args.reference.read_text())
+    return load_reference(model_tag)
+
+
 @click.command(
     "drift",
     help="Data drift of the service's logged predictions against the model's training "
@@ -192,23 +236,11 @@ def drift_command(**options: Any) -> int:
     """``btcusdt drift`` / ``python -m monitoring.drift``."""
     args = SimpleNamespace(**options)
     try:
-        predictions = read_predictions(
-            args.logs,
-            model_tag=args.model_tag,
-            since=args.since,
-            until=args.until,
-            keep_duplicates=args.keep_duplicates,
-        )
-        model_tag = args.model_tag or latest_model_tag(predictions)
-        predictions = predictions[predictions["model_tag"] == model_tag]
-        profile = (
-            json.loads(args.reference.read_text()) if args.reference else load_reference(model_tag)
-        )
+        model_tag, tables = drift_tables(args)
     except (PredictionLogError, OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    overall = overall_drift(predictions, profile)
-    daily = daily_drift(predictions, profile, window_days=args.window_days, min_rows=args.min_rows)
+    overall, daily, rows = tables.overall, tables.daily, tables.rows
     summary = day_summary(daily)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -216,18 +248,17 @@ def drift_command(**options: Any) -> int:
     daily_csv = args.out / "drift_by_day.csv"
     overall.to_csv(overall_csv, index=False)
     daily.to_csv(daily_csv, index=False)
-    first, last = predictions[CANDLE_TIMESTAMP].iloc[[0, -1]]
-    span = f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC"
+    span = f"{tables.first:%Y-%m-%d %H:%M} .. {tables.last:%Y-%m-%d %H:%M} UTC"
     png = plot_daily_psi(
         daily,
         args.out / "drift_by_day.png",
         title=f"PSI per feature and day ({args.window_days}-day windows), {model_tag}, {span}",
     )
     with pd.option_context("display.width", 120, "display.max_rows", 500):
-        print(f"model {model_tag}: {len(predictions)} predictions, candles {span}")
+        print(f"model {model_tag}: {rows} predictions, candles {span}")
         print("\noverall drift (PSI: < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant)")
-        if len(predictions) < args.min_rows:
-            print(f"(only {len(predictions)} rows: so few read as drift even without any)")
+        if rows < args.min_rows:
+            print(f"(only {rows} rows: so few read as drift even without any)")
         print(overall.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(f"\nper day ({args.window_days}-day windows, >= {args.min_rows} rows)")
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

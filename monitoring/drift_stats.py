@@ -57,9 +57,27 @@ def _bin_shares(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
 def psi(reference: Mapping[str, Any], values: np.ndarray) -> float:
     """PSI of ``values`` against one feature's reference entry."""
     edges = np.asarray(reference["edges"], dtype="float64")
+    counts = np.bincount(
+        np.searchsorted(edges, np.asarray(values, dtype="float64"), side="right"),
+        minlength=len(edges) + 1,
+    )
+    return psi_from_counts(reference, counts)
+
+
+def psi_from_counts(reference: Mapping[str, Any], counts: np.ndarray) -> float:
+    """PSI from the counts of values in each reference bin (bin ``i`` holds the values with
+    ``i`` inner edges ``<=`` them), e.g. counted by a database."""
+    counts = np.asarray(counts)
     expected = np.maximum(np.asarray(reference["shares"], dtype="float64"), PSI_EPSILON)
-    actual = np.maximum(_bin_shares(np.asarray(values, dtype="float64"), edges), PSI_EPSILON)
+    actual = np.maximum(counts / max(int(counts.sum()), 1), PSI_EPSILON)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def psi_level(value: float) -> str:
+    """``stable`` (PSI <= 0.1), ``moderate`` (<= 0.25) or ``significant``."""
+    if value > PSI_SIGNIFICANT:
+        return "significant"
+    return "moderate" if value > PSI_MODERATE else "stable"
 
 
 def ks_statistic(reference: Mapping[str, Any], values: np.ndarray) -> float:
@@ -83,12 +101,5 @@ def drift_table(profile: Mapping[str, Any], features: np.ndarray, names: Sequenc
     for j, name in enumerate(names):
         ref = profile["features"][name]
         value = psi(ref, x[:, j])
-        level = (
-            "significant"
-            if value > PSI_SIGNIFICANT
-            else "moderate"
-            if value > PSI_MODERATE
-            else "stable"
-        )
-        out[name] = {"psi": value, "ks": ks_statistic(ref, x[:, j]), "level": level}
+        out[name] = {"psi": value, "ks": ks_statistic(ref, x[:, j]), "level": psi_level(value)}
     return out

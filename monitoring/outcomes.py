@@ -25,15 +25,20 @@ import click
 import numpy as np
 import pandas as pd
 
+from backtest import Backtest, BacktestResult
+from backtest._backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from cli import existing_file, folder, run
 from features import make_labels
+from monitoring.clickhouse_source import ClickHouseSource, Selection, is_clickhouse_url
 from monitoring.prediction_log import (
     CANDLE_TIMESTAMP,
     PredictionLogError,
     latest_model_tag,
     log_options,
+    prediction_source,
     read_predictions,
 )
+from policy import policy_from_metadata
 from training.evaluate import classification_metrics
 
 RESOLVED, PENDING, NO_CANDLES = "resolved", "pending", "no candles"
@@ -68,14 +73,42 @@ def realised_outcomes(predictions: pd.DataFrame, candles: pd.DataFrame) -> pd.Da
 
 
 def score(resolved: pd.DataFrame, threshold: float) -> dict[str, float]:
-    """``training.evaluate.classification_metrics`` of resolved predictions (+ ``rows``)."""
+    """``training.evaluate.classification_metrics`` of resolved predictions (+ ``rows``).
+
+    Accuracy is of the direction call ``P(up) >= threshold``, as on the holdout: the logged
+    ``signal`` is a target position (the decision policy's, from the client's position), not a
+    direction call; :func:`policy_pnl` scores what following it earned.
+    """
     metrics = classification_metrics(
         resolved["outcome"].to_numpy(),
         resolved["probability_up"].to_numpy(),
         threshold=threshold,
-        predicted_up=(resolved["signal"] == "long").to_numpy(),
     )
     return {"rows": len(resolved), **metrics}
+
+
+def policy_pnl(
+    resolved: pd.DataFrame, candles: pd.DataFrame, reference: dict[str, Any]
+) -> BacktestResult | None:
+    """What following the model's decision policy on the logged P(up) realised: the backtest
+    engine (next-open fills, the policy's cost assumption) over the bar after each resolved
+    prediction, against the plain threshold, buy-and-hold and cash (``None``: too few bars)."""
+    probability = resolved.groupby(CANDLE_TIMESTAMP)["probability_up"].last().sort_index()
+    stamps = pd.DatetimeIndex(candles["timestamp"])
+    rows = stamps.get_indexer(pd.DatetimeIndex(probability.index))
+    rows = rows[(rows >= 0) & (rows + 1 < len(stamps))]
+    if len(rows) < 2:
+        return None
+    backtest = Backtest(
+        candles,
+        probability,
+        fee_bps=reference.get("fee_bps", DEFAULT_FEE_BPS),
+        slippage_bps=reference.get("slippage_bps", DEFAULT_SLIPPAGE_BPS),
+        threshold=reference.get("threshold", 0.5),
+        policy=reference.get("policy"),
+        policy_source=reference.get("policy_source"),
+    )
+    return backtest.run(start=stamps[rows[0] + 1], end=stamps[rows[-1] + 1])
 
 
 def rolling_by_day(resolved: pd.DataFrame, *, window: int, threshold: float) -> pd.DataFrame:
@@ -112,7 +145,8 @@ def retrain_advice(latest: dict[str, float], *, min_auc: float, max_brier: float
 
 
 def model_reference(model_tag: str) -> dict[str, Any]:
-    """Threshold and holdout metrics from the stored model's metadata ({} if not in the store)."""
+    """Threshold, holdout metrics and decision policy (with its cost assumption) from the
+    stored model's metadata ({} if not in the store)."""
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -121,7 +155,16 @@ def model_reference(model_tag: str) -> dict[str, Any]:
     except NotFound:
         return {}
     holdout = dict(metadata.get("metrics", {})).get("holdout", {})
-    return {"threshold": float(metadata["threshold"]), "holdout": holdout}
+    policy, source = policy_from_metadata(metadata)
+    decision = dict(metadata.get("decision_policy", {}))
+    costs = {k: float(decision[k]) for k in ("fee_bps", "slippage_bps") if k in decision}
+    return {
+        "threshold": float(metadata["threshold"]),
+        "holdout": holdout,
+        "policy": policy,
+        "policy_source": source,
+        **costs,
+    }
 
 
 def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, title: str) -> Path:
@@ -151,6 +194,31 @@ def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, 
     return path
 
 
+def _predictions(args: Any) -> tuple[str, pd.DataFrame]:
+    """The model and its predictions from the CLI's source (prediction log or ClickHouse)."""
+    source = prediction_source(args)
+    if isinstance(source, str):
+        store = ClickHouseSource(source)
+        model_tag = args.model_tag or store.latest_model_tag()
+        return model_tag, store.predictions_frame(Selection(model_tag, args.since, args.until))
+    predictions = read_predictions(
+        source, model_tag=args.model_tag, since=args.since, until=args.until
+    )
+    model_tag = args.model_tag or latest_model_tag(predictions)
+    return model_tag, predictions[predictions["model_tag"] == model_tag]
+
+
+class CandleSource(click.ParamType):
+    """``--data``: an existing candle file, or a ``clickhouse://`` URL (its ``candles`` table)."""
+
+    name = "FILE|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if is_clickhouse_url(value):
+            return value
+        return existing_file.convert(value, param, ctx)
+
+
 @click.command(
     "outcomes",
     help="Concept drift: the service's logged predictions scored against realised outcomes "
@@ -159,9 +227,10 @@ def plot_rolling(rolling: pd.DataFrame, holdout: dict[str, Any], path: Path, *, 
 @log_options
 @click.option(
     "--data",
-    type=existing_file,
-    help="candles (CSV/Parquet, as training.data.load_candles reads); default: the bundled "
-    "BTCUSDT 1h candles",
+    type=CandleSource(),
+    help="candles: a CSV/Parquet file (as training.data.load_candles reads) or "
+    "clickhouse://HOST:PORT/DATABASE (its candles table); default: the bundled BTCUSDT 1h "
+    "candles",
 )
 @click.option(
     "--window",
@@ -191,12 +260,11 @@ def outcomes_command(**options: Any) -> int:
     from training.prepare import load_data
 
     try:
-        predictions = read_predictions(
-            args.logs, model_tag=args.model_tag, since=args.since, until=args.until
-        )
-        model_tag = args.model_tag or latest_model_tag(predictions)
-        predictions = predictions[predictions["model_tag"] == model_tag]
-        candles = load_data(args.data).frame
+        model_tag, predictions = _predictions(args)
+        if is_clickhouse_url(args.data):
+            candles = ClickHouseSource(args.data).candles()
+        else:
+            candles = load_data(args.data).frame
     except (PredictionLogError, OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -240,6 +308,13 @@ def outcomes_command(**options: Any) -> int:
         }
     ).reindex(["rows", "accuracy", "roc_auc", "brier", "log_loss"])
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    pnl = policy_pnl(resolved, candles, reference)
+    if pnl is not None:
+        pnl_csv = args.out / "policy_pnl.csv"
+        pnl.bars.to_csv(pnl_csv, index=False)
+        print(f"\nfollowing the decision policy ({pnl.policy.describe()}; {pnl.policy_source}):")
+        print("\n".join(pnl.reading()))
+        print(f"wrote {pnl_csv}")
     advice = retrain_advice(latest, min_auc=args.min_auc, max_brier=max_brier)
     verdict = "RETRAIN: " + "; ".join(advice.reasons) if advice.retrain else "no retraining due"
     print(f"\n{verdict}\nwrote {outcomes_csv}\nwrote {rolling_csv}\nwrote {png}")

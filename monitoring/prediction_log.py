@@ -34,8 +34,9 @@ class PredictionLogError(ValueError):
 
 
 def log_options(function: Any) -> Any:
-    """The CLIs' shared options: ``--logs`` (where the service wrote its prediction log),
-    ``--model-tag``, ``--since`` and ``--until`` (candle times, UTC)."""
+    """The CLIs' shared options: ``--logs`` (where the service wrote its prediction log) or
+    ``--source`` (that, or the service's ClickHouse database), ``--model-tag``, ``--since``
+    and ``--until`` (candle times, UTC)."""
     options = [
         click.option(
             "--logs",
@@ -43,6 +44,12 @@ def log_options(function: Any) -> Any:
             default=Path("prediction_logs"),
             show_default=True,
             help="prediction log: BentoML's monitoring.options.log_path (or a folder/file in it)",
+        ),
+        click.option(
+            "--source",
+            help="where the predictions are, instead of --logs: a prediction-log folder or "
+            "clickhouse://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE, the service's ClickHouse "
+            "store (BTC_SERVE_CLICKHOUSE_URL)",
         ),
         click.option(
             "--model-tag", help="model whose predictions to read (default: the latest in the log)"
@@ -53,6 +60,13 @@ def log_options(function: Any) -> Any:
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def prediction_source(args: Any) -> Path | str:
+    """``--source`` (a ``clickhouse://`` URL stays a string) if given, else ``--logs``."""
+    if args.source is None:
+        return Path(args.logs)
+    return args.source if args.source.startswith("clickhouse://") else Path(args.source)
 
 
 def log_files(path: Path) -> list[Path]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from artifact import LoadedModel
 from features import FEATURE_NAMES, WARMUP_BARS
+from policy import POSITION_NAMES, PolicyError
 from serving.errors import reject
 from serving.metrics import service_metrics
+from serving.schemas import PredictBatch, PredictWindow
 from serving.windows import CandleWindow, format_epoch_us
 
 
@@ -26,11 +29,44 @@ def raise_if_not_finite(features: np.ndarray, windows: list[CandleWindow]) -> No
         )
 
 
+@dataclass(frozen=True)
+class Holding:
+    """The position a request says the client holds (checked against the model's policy)."""
+
+    position: int
+    bars_held: int | None
+
+
+def holdings(loaded: LoadedModel, request: PredictWindow | PredictBatch) -> list[Holding]:
+    """Each window's ``position``/``bars_held``, or a 400 naming the field if the model's
+    decision policy does not allow that position (``short`` for a long/flat policy)."""
+    if isinstance(request, PredictBatch):
+        named = [(f"windows[{i}].position", w) for i, w in enumerate(request.windows)]
+    else:
+        named = [("position", request)]
+    out = []
+    for field, window in named:
+        try:
+            position = loaded.policy.position_value(window.position)
+        except PolicyError as exc:
+            raise reject("invalid_position", f"{field}: {exc}") from None
+        out.append(Holding(position, window.bars_held))
+    return out
+
+
 def predictions(
-    loaded: LoadedModel, windows: list[CandleWindow], probabilities: np.ndarray
+    loaded: LoadedModel,
+    windows: list[CandleWindow],
+    probabilities: np.ndarray,
+    held: list[Holding],
 ) -> list[dict[str, Any]]:
-    """One ``Prediction`` per window; counted in the predictions metrics."""
-    signals = loaded.model.signal(probabilities)
+    """One ``Prediction`` per window, its ``signal`` the target position of the model's
+    decision policy (:mod:`policy`) from the held position; counted in the metrics."""
+    policy = loaded.policy
+    signals = [
+        POSITION_NAMES[policy.next_position(float(p), h.position, h.bars_held)]
+        for p, h in zip(probabilities, held, strict=True)
+    ]
     metrics = service_metrics()
     answers = []
     for window, probability, signal in zip(windows, probabilities, signals, strict=True):

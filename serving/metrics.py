@@ -24,6 +24,8 @@ class ServiceMetrics:
     rejections: Any
     feature_seconds: Any
     model_info: Any
+    model_trained: Any
+    model_expiry: Any
     feature_psi: Any
     feature_ks: Any
     drift_rows: Any
@@ -66,6 +68,20 @@ def service_metrics() -> ServiceMetrics:
             "btcusdt_model_info",
             "The served model (always 1; the labels carry the version).",
             ["model_tag", "stage", "feature_set_version"],
+            multiprocess_mode="max",
+        ),
+        # Timestamps, not ages: a multiprocess gauge cannot tick by itself; Prometheus computes
+        # the age as time() - btcusdt_model_trained_timestamp_seconds.
+        model_trained=prom.Gauge(
+            "btcusdt_model_trained_timestamp_seconds",
+            "When the served model was trained (Unix time).",
+            ["model_tag"],
+            multiprocess_mode="max",
+        ),
+        model_expiry=prom.Gauge(
+            "btcusdt_model_expiry_timestamp_seconds",
+            "When the served model expires (Unix time; absent: no expiry recorded).",
+            ["model_tag"],
             multiprocess_mode="max",
         ),
         # Drift gauges are set by one API worker from its own window of recent requests; with
@@ -115,3 +131,14 @@ def service_metrics() -> ServiceMetrics:
             "Failed attempts to insert a batch into ClickHouse (each is retried).",
         ),
     )
+
+
+def publish_served_model(served: Any, feature_set_version: str) -> None:
+    """Set the served model's gauges: ``btcusdt_model_info`` and, when its metadata records
+    them, its training and expiry times (a model without ``expires_at`` has no expiry gauge)."""
+    metrics = service_metrics()
+    metrics.model_info.labels(served.tag, served.stage, feature_set_version).set(1)
+    if served.trained_at is not None:
+        metrics.model_trained.labels(served.tag).set(served.trained_at.timestamp())
+    if served.expires_at is not None:
+        metrics.model_expiry.labels(served.tag).set(served.expires_at.timestamp())

@@ -129,8 +129,39 @@ class WindowBatch(BaseModel):
     )
 
 
-class PredictRequest(RootModel[Window | WindowBatch]):
-    """``{"candles": [...]}`` for one window, or ``{"windows": [{"candles": [...]}, ...]}``."""
+class PredictWindow(Window):
+    """One window to predict on, with the position the client holds now (optional)."""
+
+    position: Literal["flat", "long", "short"] = Field(
+        default="flat",
+        description=(
+            "The client's current position; the answer's signal is the target position after "
+            "the model's decision policy. 'short' only where the policy allows it (model_info: "
+            "policy.positions)."
+        ),
+    )
+    bars_held: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Bars the position has been held, the last candle included; the next request's "
+            "value is bars_held + 1 if the signal kept the position, else 1. Absent: held long "
+            "enough for the policy's min_hold_bars."
+        ),
+    )
+
+
+class PredictBatch(WindowBatch):
+    """Several windows to predict on, each with its own position."""
+
+    windows: list[PredictWindow] = Field(  # type: ignore[assignment]  # narrows the batch
+        description="At most BTC_SERVE_MAX_WINDOWS (default 64) windows; answered in order."
+    )
+
+
+class PredictRequest(RootModel[PredictWindow | PredictBatch]):
+    """``{"candles": [...], "position": "flat"}`` for one window, or
+    ``{"windows": [{"candles": [...], "position": "long"}, ...]}``."""
 
 
 class IndicatorsRequest(Window):
@@ -154,8 +185,11 @@ class Prediction(BaseModel):
     probability_up: float = Field(
         ge=0.0, le=1.0, description="P(the close label_horizon bars later is above this close)."
     )
-    signal: Literal["long", "flat"] = Field(
-        description="'long' where probability_up >= the model's stored threshold, else 'flat'."
+    signal: Literal["long", "flat", "short"] = Field(
+        description=(
+            "The target position after the model's decision policy, given the request's "
+            "position (model_info: policy); 'short' only where the policy allows it."
+        )
     )
     model_tag: str = Field(description="The model that answered (name:version).")
     timestamp: str = Field(
@@ -194,7 +228,7 @@ class IndicatorsResponse(BaseModel):
 
 
 class ModelInfoResponse(BaseModel):
-    """What is being served: tag, stage, metrics, feature contract, data ranges."""
+    """What is being served: tag, stage, metrics, feature contract, data ranges, age and expiry."""
 
     model_tag: str
     stage: str
@@ -203,10 +237,20 @@ class ModelInfoResponse(BaseModel):
     warmup_bars: int
     label_horizon: int
     threshold: float
+    policy: dict[str, Any] = Field(
+        description=(
+            "The decision policy behind signal: entry, exit, min_hold_bars, allow_short "
+            "(short_entry, short_exit), rule, source, positions."
+        )
+    )
     train_range: list[str]
     holdout_range: list[str]
     data_sha256: str
     metrics: dict[str, Any]
+    expiry: dict[str, Any] = Field(
+        description="trained_at, age_hours, expires_at (null: no expiry recorded), expired "
+        "and a status sentence, as of this answer"
+    )
 
 
 class ErrorResponse(BaseModel):

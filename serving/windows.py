@@ -29,6 +29,8 @@ from serving.schemas import (
     CandleColumns,
     IndicatorsRequest,
     ModelInfoRequest,
+    PredictBatch,
+    PredictWindow,
     Window,
     WindowBatch,
 )
@@ -222,7 +224,7 @@ def _with_fast_candles(model: type[WindowT], payload: dict[str, Any]) -> WindowT
 
 def parse_predict(
     payload: Any, *, max_candles: int | None = None, max_windows: int | None = None
-) -> Window | WindowBatch:
+) -> PredictWindow | PredictBatch:
     """``{"candles": [...]}`` or ``{"windows": [...]}`` (not both); with limits given, oversized
     requests are refused before validation (:func:`check_sizes`)."""
     check_sizes(payload, max_candles=max_candles, max_windows=max_windows)
@@ -231,16 +233,21 @@ def parse_predict(
             raise reject("invalid_schema", "body: give either candles or windows, not both")
         windows = payload["windows"]
         if type(windows) is list and windows and all(type(w) is dict for w in windows):
-            fast = [_with_fast_candles(Window, w) for w in windows]
-            if all(w is not None for w in fast):
-                others = {**payload, "windows": [{"candles": []}]}
-                return _validate(WindowBatch, others).model_copy(update={"windows": fast})
-        return _validate(WindowBatch, payload)
+            fast = [_fast_candles(w.get("candles")) for w in windows]
+            if all(candles is not None for candles in fast):
+                skeleton = {**payload, "windows": [{**w, "candles": []} for w in windows]}
+                batch = _validate(PredictBatch, skeleton)  # positions etc., by window
+                filled = [
+                    w.model_copy(update={"candles": candles})
+                    for w, candles in zip(batch.windows, fast, strict=True)
+                ]
+                return batch.model_copy(update={"windows": filled})
+        return _validate(PredictBatch, payload)
     if isinstance(payload, dict):
-        fast_window = _with_fast_candles(Window, payload)
+        fast_window = _with_fast_candles(PredictWindow, payload)
         if fast_window is not None:
             return fast_window
-    return _validate(Window, payload)
+    return _validate(PredictWindow, payload)
 
 
 def parse_indicators(payload: Any, *, max_candles: int | None = None) -> IndicatorsRequest:

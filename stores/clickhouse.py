@@ -246,7 +246,7 @@ def load_candles(client: Any, database: str, candles: pd.DataFrame) -> int:
     client.execute(f"CREATE DATABASE IF NOT EXISTS {_quote(database)}")
     client.execute(candles_ddl(database))
     stamps = pd.DatetimeIndex(pd.to_datetime(candles["timestamp"], utc=True))
-    columns = [(stamps.asi8 // 10**9).tolist()]  # DatetimeIndex is ns; Unix seconds on the wire
+    columns = [stamps.as_unit("s").asi8.tolist()]  # Unix seconds on the wire
     columns += [candles[c].astype("float64").tolist() for c in CANDLE_COLUMNS[1:]]
     client.execute(
         f"INSERT INTO {table(database, CANDLES)} ({', '.join(CANDLE_COLUMNS)}) VALUES",

@@ -14,6 +14,7 @@ from backtest import OutOfSampleError, backtest_stored_model, backtest_walk_forw
 from backtest._walkforward import walk_forward_probabilities
 from backtest.run import main
 from features import BAR_INTERVAL, compute_features_segmented, make_labels
+from policy import POSITION_NAMES
 from training.data import Candles
 from training.train import TrainConfig, fit_direction_model
 
@@ -69,16 +70,21 @@ def test_stored_model_refuses_to_trade_over_its_training_period(
 def test_stored_model_probability_at_a_bar_uses_candles_up_to_it_only(
     stored_result, recent_candles, trained_model_tag
 ):
-    model = load_model(trained_model_tag).model
+    loaded = load_model(trained_model_tag)
+    model, policy = loaded.model, loaded.policy
     frame = recent_candles.frame
     bars = stored_result.bars
+    position = bars["position"].to_numpy()
     for i in (0, 400, len(bars) - 1):
         row = int(frame.index[frame["timestamp"] == bars["timestamp"].iloc[i]][0])
         features = compute_features_segmented(frame.iloc[: row + 1]).iloc[[-1]]
         assert features.index[0] == bars["timestamp"].iloc[i]
         expected = model.predict_proba(features.to_numpy())[0]
         assert bars["probability_up"].iloc[i] == pytest.approx(expected, rel=1e-6)
-        assert bars["signal"].iloc[i] == model.signal(np.array([expected]))[0]
+        # The signal is the stored policy's next position from the one held (for so long).
+        held = i + 1 - next((j + 1 for j in range(i, -1, -1) if position[j] != position[i]), 0)
+        target = policy.next_position(expected, int(position[i]), held)
+        assert bars["signal"].iloc[i] == POSITION_NAMES[target]
 
 
 def test_stored_model_report_carries_the_contract(stored_result, trained_model_tag):
@@ -105,7 +111,7 @@ def test_cli_writes_csv_json_png_and_refuses_in_sample(
     out = tmp_path / "out"
     assert main(["--model", trained_model_tag, "--data", str(data), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "strategy" in printed and "buy&hold" in printed
+    assert "policy" in printed and "plain" in printed and "buy&hold" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["model_tag"] == trained_model_tag
     assert (out / "backtest.png").stat().st_size > 10_000

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from artifact import ModelContractError, load_model
 from backtest import backtest_stored_model
 from backtest.run import main
-from client import GrpcClient, HttpClient
+from client import GrpcClient, HttpClient, ServiceError
 from devtools import free_port, isolated_home, running_server
-from features import BAR_INTERVAL
+from features import BAR_INTERVAL, WARMUP_BARS
+from policy import POSITIONS, next_bars_held
 from tests.servers import server_env
 from training.data import Candles
 
@@ -125,3 +127,88 @@ def test_service_route_refuses_another_model_and_in_sample_bars(
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["model_tag"] == trained_model_tag
     assert report["service_parity"]["signal_disagreements_vs_offline"] == 0
+
+
+# --- the decision policy: the service's signal, chained, equals the backtest's positions --------
+
+POLICY_WINDOWS = 50
+
+
+@pytest.fixture(scope="module")
+def policy_stretch(candles, trained_model_tag, offline_holdout):
+    """The 50 consecutive holdout bars (starting flat) over which the stored policy changes
+    position most often, and the stored-model backtest of exactly those bars."""
+    policy = load_model(trained_model_tag).policy
+    probability = offline_holdout.bars["probability_up"].to_numpy()
+    stamps = pd.DatetimeIndex(candles.frame["timestamp"])
+    first_row = int(stamps.get_loc(offline_holdout.bars["timestamp"].iloc[0]))
+    changes = []
+    for start in range(1, len(probability) - POLICY_WINDOWS, 5):
+        span = (
+            stamps[first_row + start + POLICY_WINDOWS - 1]
+            - stamps[first_row + start - 2 - WARMUP_BARS]
+        )
+        if span != (POLICY_WINDOWS + WARMUP_BARS + 1) * BAR_INTERVAL:
+            continue  # a gap: a live client could not send these windows
+        held = policy.positions(probability[start - 1 : start - 1 + POLICY_WINDOWS])
+        changes.append((int(np.abs(np.diff(held, prepend=0)).sum()), start))
+    count, start = max(changes)
+    assert count >= 2, "the stored policy must trade in the stretch for the test to mean much"
+    traded = offline_holdout.bars["timestamp"]
+    first, last = traded.iloc[start], traded.iloc[start + POLICY_WINDOWS - 1]
+    result = backtest_stored_model(candles, model_tag=trained_model_tag, start=first, end=last)
+    assert len(result.bars) == POLICY_WINDOWS
+    return result
+
+
+@pytest.fixture(scope="module")
+def offline_holdout(candles, trained_model_tag):
+    return backtest_stored_model(candles, model_tag=trained_model_tag)
+
+
+def _served_positions(client, candles: Candles, bars: pd.DataFrame) -> list[float]:
+    """Ask for each bar's position as a live client does: the window ending at the bar before
+    it, carrying the previous answer's signal as ``position`` (and how long it was held)."""
+    frame = candles.frame
+    rows = frame.index[frame["timestamp"].isin(bars["timestamp"])].to_numpy() - 1
+    position, held, out = "flat", None, []
+    for row in rows:
+        window = frame.iloc[row - WARMUP_BARS : row + 1]
+        answer = client.predict(window, position=position, bars_held=held)
+        held = next_bars_held(position, held, answer["signal"])
+        position = answer["signal"]
+        out.append(POSITIONS[position])
+    return out
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_service_signals_chained_by_position_equal_the_backtest_positions(
+    transport, request, candles, policy_stretch, trained_model_tag
+):
+    address = request.getfixturevalue("http_url" if transport == "http" else "grpc_address")
+    client = HttpClient(address) if transport == "http" else GrpcClient(address)
+    with client:
+        info = client.model_info()
+        served = _served_positions(client, candles, policy_stretch.bars)
+    stored = load_model(trained_model_tag)
+    assert info["policy"]["source"] == stored.policy_source
+    assert info["policy"]["min_hold_bars"] == stored.policy.min_hold_bars
+    assert served == policy_stretch.bars["position"].tolist()
+
+
+def test_short_position_is_refused_naming_the_field_when_the_policy_is_long_flat(
+    http_url, grpc_address, candles
+):
+    window = candles.frame.iloc[-(WARMUP_BARS + 1) :]
+    with HttpClient(http_url) as http, GrpcClient(grpc_address) as grpc_client:
+        assert http.model_info()["policy"]["positions"] == ["flat", "long"]
+        for client, status in ((http, 400), (grpc_client, "INVALID_ARGUMENT")):
+            with pytest.raises(ServiceError) as err:
+                client.predict(window, position="short")
+            assert err.value.status == status
+            assert err.value.error.startswith("position: position 'short' is not allowed")
+            with pytest.raises(ServiceError) as err:
+                client.predict_batch([window, window], positions=["flat", "short"])
+            assert err.value.error.startswith("windows[1].position:")
+        # No position is flat: the same answer as an explicit "flat".
+        assert http.predict(window) == http.predict(window, position="flat")

@@ -27,9 +27,11 @@ LIFECYCLE = [
     "backtest",
     "drift",
     "outcomes",
+    "load-candles",
     "loadtest",
     "bench",
     "build",
+    "retrain",
     "containerize-check",
 ]
 ALIASES = {

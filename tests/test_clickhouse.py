@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,9 +22,12 @@ import psutil
 import pytest
 from prometheus_client import REGISTRY
 
+from artifact import read_reference
 from client import GrpcClient, HttpClient, candles_payload
-from devtools import free_port, isolated_home, running_server
-from features import FEATURE_NAMES
+from devtools import REPO_ROOT, free_port, isolated_home, running_server
+from features import FEATURE_NAMES, WARMUP_BARS
+from monitoring.clickhouse_source import ClickHouseSource, Selection
+from monitoring.drift_report import daily_drift, overall_drift
 from monitoring.prediction_log import read_predictions
 from serving.clickhouse import ClickHouseSink
 from serving.logs import LOGGER_NAME
@@ -31,6 +37,7 @@ from stores.clickhouse import (
     SCHEMA_VERSION,
     ClickHouseSchemaError,
     ensure_schema,
+    load_candles,
     parse_dsn,
 )
 from stores.spool import Spool
@@ -408,6 +415,9 @@ def served(clickhouse, trained_model_tag, btc_frame, tmp_path_factory):
         over_http, over_grpc = Traffic(http, "http"), Traffic(grpc_client, "grpc")
         over_http.send(http_windows[:150], batch=30)
         over_http.send(http_windows[150:160], batch=1)
+        # the same candles again, from longer windows (other features): the last answer counts
+        ends = window_ends(btc_frame, "2021-12-01T00:00:00Z", "2022-02-20T00:00:00Z", 420)[:10:2]
+        over_http.send([btc_frame.iloc[e - WARMUP_BARS - 30 : e + 1] for e in ends], batch=5)
         over_grpc.send(grpc_windows[:150], batch=25)
         over_grpc.send(grpc_windows[150:160], batch=1)
         up = {**over_http.answered, **over_grpc.answered}
@@ -433,6 +443,10 @@ def served(clickhouse, trained_model_tag, btc_frame, tmp_path_factory):
     return result
 
 
+def _sorted_rows(values: np.ndarray) -> np.ndarray:
+    return values[np.lexsort(values.T[::-1])]
+
+
 @pytest.mark.integration
 def test_every_prediction_over_http_and_grpc_is_stored_once_with_its_features(
     served, clickhouse, trained_model_tag
@@ -455,11 +469,10 @@ def test_every_prediction_over_http_and_grpc_is_stored_once_with_its_features(
         read_predictions(Path(home) / "prediction_logs", keep_duplicates=True)
         for home in (served["http_home"], served["grpc_home"])
     )
-    logged = logged.set_index(logged["candle_timestamp"].dt.as_unit("s").astype("int64"))
     assert len(logged) == len(stored)
-    mine = stored.set_index("candle_s").loc[logged.index]
     np.testing.assert_array_equal(
-        mine[list(FEATURE_NAMES)].to_numpy(), logged[list(FEATURE_NAMES)].to_numpy()
+        _sorted_rows(stored[list(FEATURE_NAMES)].to_numpy()),
+        _sorted_rows(logged[list(FEATURE_NAMES)].to_numpy()),
     )
     assert metric_value(served["after_metrics"], "btcusdt_clickhouse_rows_sent_total") > 0
     assert metric_value(served["after_metrics"], "btcusdt_clickhouse_rows_buffered") == 0
@@ -552,3 +565,146 @@ def test_bad_clickhouse_url_stops_the_start_naming_the_setting(trained_model_tag
     message = str(info.value)
     assert "BTC_SERVE_CLICKHOUSE_URL" in message and "database must be a name" in message
     assert "hunter2" not in (tmp_path / "server.log").read_text()
+
+
+# ---------------------------------------------------------------- reading it back
+
+
+def _both_logs(served, tmp_path: Path) -> Path:
+    """The HTTP and the gRPC server's JSON prediction logs in one folder."""
+    root = tmp_path / "logs"
+    for home in ("http_home", "grpc_home"):
+        shutil.copytree(Path(served[home]) / "prediction_logs", root / home)
+    return root
+
+
+def _assert_same_drift(mine: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    assert mine.columns.tolist() == theirs.columns.tolist()
+    for column in mine.columns:
+        if column in ("psi", "ks"):
+            np.testing.assert_allclose(mine[column], theirs[column], rtol=0, atol=1e-9)
+        else:
+            assert mine[column].tolist() == theirs[column].tolist(), column
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "selection",
+    [
+        {},
+        {"keep_duplicates": True},
+        {"since": "2021-12-20T00:00:00Z", "until": "2022-01-31T23:00:00Z"},
+    ],
+    ids=["last-answer-per-candle", "every-answer", "since-until"],
+)
+def test_drift_from_clickhouse_equals_drift_from_the_json_lines(
+    served, clickhouse, trained_model_tag, tmp_path, selection
+):
+    profile = read_reference(trained_model_tag)
+    bounds = {k: pd.Timestamp(v) for k, v in selection.items() if k in ("since", "until")}
+    keep = selection.get("keep_duplicates", False)
+    logged = read_predictions(_both_logs(served, tmp_path), keep_duplicates=keep, **bounds)
+    overall = overall_drift(logged, profile)
+    daily = daily_drift(logged, profile, window_days=7, min_rows=20)
+    source = ClickHouseSource(clickhouse.url(served["database"]))
+    tables = source.drift_tables(
+        Selection(trained_model_tag, keep_duplicates=keep, **bounds),
+        profile,
+        window_days=7,
+        min_rows=20,
+    )
+    assert tables.rows == len(logged) == overall["rows"].iloc[0]
+    assert (tables.first, tables.last) == tuple(logged["candle_timestamp"].iloc[[0, -1]])
+    _assert_same_drift(tables.overall, overall)
+    _assert_same_drift(tables.daily, daily)
+    assert daily["psi"].notna().sum() > 100 and daily["psi"].isna().any()  # both kinds of days
+
+
+@pytest.mark.integration
+def test_reference_edges_reach_clickhouse_exactly_as_sql_literals(clickhouse, trained_model_tag):
+    profile = read_reference(trained_model_tag)
+    for name in FEATURE_NAMES:
+        edges = profile["features"][name]["edges"]
+        literal = ", ".join(repr(float(e)) for e in edges)
+        assert clickhouse.client().execute(f"SELECT [{literal}]")[0][0] == edges, name
+
+
+def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _report(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if not line.startswith("wrote ")]
+
+
+@pytest.mark.integration
+def test_drift_cli_with_a_clickhouse_source_reports_what_the_log_gives(
+    served, clickhouse, tmp_path
+):
+    common = ("--window-days", "7", "--min-rows", "20")
+    logs = str(_both_logs(served, tmp_path))
+    from_log = _cli("monitoring.drift", "--logs", logs, "--out", str(tmp_path / "a"), *common)
+    from_store = _cli(
+        "monitoring.drift",
+        *("--source", clickhouse.url(served["database"]), "--out", str(tmp_path / "b"), *common),
+    )
+    assert from_log.returncode == from_store.returncode == 0, from_store.stderr
+    assert _report(from_store.stdout) == _report(from_log.stdout)
+    for name in ("drift_overall.csv", "drift_by_day.csv"):
+        mine, theirs = (pd.read_csv(tmp_path / d / name) for d in ("b", "a"))
+        _assert_same_drift(mine, theirs)
+
+
+@pytest.mark.integration
+def test_outcomes_from_clickhouse_equal_outcomes_from_the_json_lines(
+    served, clickhouse, btc_frame, trained_model_tag, tmp_path
+):
+    last = max(pd.Timestamp(a["timestamp"]) for a in served["answered"].values())
+    stamps = btc_frame["timestamp"]
+    candles = btc_frame[(stamps >= pd.Timestamp("2021-11-01", tz="UTC")) & (stamps <= last)]
+    data = tmp_path / "candles.csv"
+    candles.assign(timestamp=candles["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(
+        data, index=False
+    )
+    url = clickhouse.url(served["database"])
+    loaded = _cli("cli", "load-candles", "--to", url, "--data", str(data))
+    assert loaded.returncode == 0, loaded.stderr
+    assert f"loaded {len(candles)} candles" in loaded.stdout
+    assert load_candles(clickhouse.client(), served["database"], candles.iloc[-100:]) == 100
+    common = ("--model-tag", trained_model_tag, "--window", "100")
+    logs = str(_both_logs(served, tmp_path))
+    from_log = _cli(
+        "monitoring.outcomes",
+        *("--logs", logs, "--data", str(data), "--out", str(tmp_path / "a"), *common),
+    )
+    from_store = _cli(
+        "monitoring.outcomes",
+        *("--source", url, "--data", url, "--out", str(tmp_path / "b"), *common),
+    )
+    assert from_log.returncode == from_store.returncode == 0, from_store.stderr
+    assert _report(from_store.stdout) == _report(from_log.stdout)
+    assert "1 pending" in from_store.stdout  # the newest candle's outcome is not known yet
+    for name in ("outcomes.csv", "rolling.csv"):
+        mine, theirs = (pd.read_csv(tmp_path / d / name) for d in ("b", "a"))
+        assert mine.columns.tolist() == theirs.columns.tolist()
+        assert len(mine) == len(theirs) > 0
+        numeric = mine.select_dtypes("number").columns
+        np.testing.assert_allclose(mine[numeric], theirs[numeric], rtol=0, atol=1e-9)
+        other = mine.columns.difference(numeric)
+        assert mine[other].equals(theirs[other])
+
+
+def test_monitoring_cli_with_an_unreachable_clickhouse_is_a_one_line_error(tmp_path):
+    url = f"clickhouse://127.0.0.1:{free_port()}/nothing_here"
+    for module in ("monitoring.drift", "monitoring.outcomes"):
+        done = _cli(module, "--source", url, "--out", str(tmp_path / module))
+        assert done.returncode == 2
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"error: {url}") and "onnection refused" in line

@@ -363,3 +363,47 @@ def test_error_panels_and_alerts_tell_client_from_server_errors(live_metrics):
     for expression in (client, server):
         numerator = expression.split(" / ")[0]
         assert " or 0 * sum by (protocol) (rate(bentoml_api_server_request_total{" in numerator
+
+
+# ------------------------------------------------------------------ the retrain CronJob
+
+RETRAIN = KUBERNETES / "retrain"
+RETRAIN_MANIFESTS = sorted(p for p in RETRAIN.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", RETRAIN_MANIFESTS, ids=lambda p: p.name)
+def test_retrain_manifest_is_a_valid_kubernetes_object(path, version):
+    for document in _documents(path):
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_retrain_cronjob_runs_the_real_retrain_command_on_its_volume():
+    from ingest.cli import retrain
+
+    kustomization = yaml.safe_load((RETRAIN / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == [p.name for p in RETRAIN_MANIFESTS]
+    kinds = {d["kind"]: d for p in RETRAIN_MANIFESTS for d in _documents(p)}
+    cronjob = kinds["CronJob"]["spec"]
+    assert cronjob["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["btcusdt"] and container["args"][0] == "retrain"
+    context = retrain.make_context("retrain", list(container["args"][1:]))  # options exist
+    env = _env(container)
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    for path in (
+        str(context.params["out"]),
+        str(context.params["report_dir"]),
+        env["BENTOML_HOME"],
+    ):
+        assert any(path.startswith(m + "/") or path == m for m in mounts), path
+    claim = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
+    assert (
+        claim["persistentVolumeClaim"]["claimName"]
+        == kinds["PersistentVolumeClaim"]["metadata"]["name"]
+    )
+    assert {c["image"].split(":")[0] for c in pod["containers"]} == {
+        i["name"] for i in kustomization["images"]
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True

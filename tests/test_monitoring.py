@@ -22,13 +22,13 @@ import pytest
 from prometheus_client import REGISTRY
 from sklearn.metrics import accuracy_score, brier_score_loss, roc_auc_score
 
-from artifact import REFERENCE_FILE
+from artifact import REFERENCE_FILE, load_model
 from client import HttpClient
 from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import FEATURE_NAMES, OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
 from monitoring.drift_report import daily_drift
 from monitoring.drift_stats import drift_table
-from monitoring.outcomes import realised_outcomes, retrain_advice
+from monitoring.outcomes import model_reference, policy_pnl, realised_outcomes, retrain_advice
 from monitoring.prediction_log import read_predictions
 from tests.servers import server_env
 from tests.test_service import metric_value
@@ -367,7 +367,10 @@ def test_outcomes_cli_scores_logged_predictions_against_real_candles(
     np.testing.assert_array_equal(resolved["outcome"].to_numpy(), truth.astype(float))
     by_stamp = {pd.Timestamp(a["timestamp"]): a for a in answers}
     p = np.array([by_stamp[ts]["probability_up"] for ts in t])
-    calls = np.array([by_stamp[ts]["signal"] == "long" for ts in t])
+    # Accuracy is of the direction call P(up) >= threshold, as on the holdout (the logged
+    # signal is the decision policy's target position, scored as P&L instead).
+    threshold = bentoml.models.get(latest_tag(answers)).info.metadata["threshold"]
+    calls = p >= threshold
 
     rolling = pd.read_csv(tmp_path / "outcomes" / "rolling.csv")
     latest = rolling.iloc[-1]
@@ -381,6 +384,8 @@ def test_outcomes_cli_scores_logged_predictions_against_real_candles(
     retrain = latest["roc_auc"] < 0.5 or latest["brier"] > constant_brier
     assert ("RETRAIN" in done.stdout) == retrain
     assert (tmp_path / "outcomes" / "rolling.png").read_bytes()[:4] == b"\x89PNG"
+    pnl = pd.read_csv(tmp_path / "outcomes" / "policy_pnl.csv")
+    assert len(pnl) == len(resolved) and "following the decision policy" in done.stdout
 
 
 def test_outcomes_wait_for_the_label_horizon_and_skip_unknown_candles(btc_slice):
@@ -477,3 +482,21 @@ def test_live_drift_recomputes_at_most_once_per_interval(profile, unshifted):
     while Counted.exports < 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_outcomes_score_following_the_models_decision_policy(trained_model_tag, btc_slice):
+    reference = model_reference(trained_model_tag)
+    policy = reference["policy"]
+    assert policy == load_model(trained_model_tag).policy
+    rng = np.random.default_rng(2)
+    stamps = btc_slice["timestamp"].iloc[100:600]
+    p = np.clip(rng.normal(0.55, 0.08, len(stamps)), 0.01, 0.99)
+    resolved = pd.DataFrame({"candle_timestamp": stamps, "probability_up": p, "signal": "flat"})
+    result = policy_pnl(resolved, btc_slice, reference)
+    assert result is not None and result.policy == policy
+    assert result.fee_bps == reference["fee_bps"] and result.slippage_bps == 2.0
+    # The bar after each logged prediction, positions from the one policy implementation.
+    assert result.bars["timestamp"].iloc[0] == btc_slice["timestamp"].iloc[101]
+    assert len(result.bars) == len(stamps)
+    np.testing.assert_array_equal(result.bars["position"], policy.positions(p))
+    assert set(result.comparison) >= {"policy", "plain_threshold", "buy_and_hold", "cash"}

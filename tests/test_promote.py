@@ -19,6 +19,7 @@ from training.promote import (
     DEFAULT_MARGIN,
     DEFAULT_METRIC,
     PromotionRefused,
+    check_cost_gate,
     check_gate,
     list_versions,
     main,
@@ -244,3 +245,42 @@ def test_readers_never_see_a_half_written_model_yaml(copies):
         stop.set()
         reader.join(timeout=30)
     assert failures == []
+
+
+# --- the after-cost check -----------------------------------------------------------------------
+
+
+def _set_validation_return(tag: str, total_return: float | None) -> None:
+    """Rewrite the stored policy's after-cost validation return (None: drop the policy, as a
+    model saved before decision policies)."""
+    path = Path(bentoml.models.get(tag).path) / "model.yaml"
+    raw = yaml.safe_load(path.read_text())
+    if total_return is None:
+        raw["metadata"].pop("decision_policy")
+    else:
+        raw["metadata"]["decision_policy"]["validation"]["policy"]["total_return"] = total_return
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_after_cost_check_is_reported_always_and_enforced_only_with_the_flag(
+    copies, trained_model, capsys
+):
+    losing, winning, old = copies(3)
+    _set_validation_return(losing, -0.25)
+    _set_validation_return(winning, 0.10)
+    _set_validation_return(old, None)
+    margin = str(_advantage(trained_model) - 1e-4)  # the ROC-AUC gate passes
+    assert check_cost_gate(load_model(losing).metadata).passed is False
+    assert main([losing, "--margin", margin]) == 0  # reported, not enforced
+    out = capsys.readouterr().out
+    assert "after-cost check: FAIL (not enforced)" in out and "-25.00% < cash" in out
+    assert main([losing, "--margin", margin, "--require-after-costs"]) == 1
+    assert "after costs: validation folds" in capsys.readouterr().err
+    assert main([winning, "--margin", margin, "--require-after-costs"]) == 0
+    assert "after-cost check: pass" in capsys.readouterr().out
+    assert _stage(winning) == "production"
+    assert main([old, "--margin", margin, "--require-after-costs"]) == 1
+    assert "no after-cost validation figures" in capsys.readouterr().err
+    assert _stage(old) == "candidate"
+    row = next(line for line in list_versions().splitlines() if line.startswith(winning))
+    assert "+10.0% pass" in row

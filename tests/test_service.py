@@ -28,6 +28,7 @@ from features import (
     compute_features,
     compute_window_features,
 )
+from policy import POSITION_NAMES
 from tests.servers import server_env
 
 pytestmark = pytest.mark.integration
@@ -186,7 +187,8 @@ def test_predict_is_the_same_over_http_grpc_and_offline(
         assert answer["model_tag"] == trained_model_tag
         assert answer["timestamp"] == iso(window["timestamp"].iloc[-1])
         assert answer["horizon_bars"] == offline.label_horizon
-        assert answer["signal"] == ("long" if expected >= offline.model.threshold else "flat")
+        # No position in the request: flat, and the signal is the stored policy's target.
+        assert answer["signal"] == POSITION_NAMES[offline.policy.next_position(expected, "flat")]
     assert over_grpc["probability_up"] == pytest.approx(over_http["probability_up"], abs=1e-6)
 
 
@@ -612,6 +614,78 @@ def test_http_refusals_are_counted_and_logged_under_their_4xx(http_server, http,
     assert moved("500") == 0
     access = [line for line in log.read_text().splitlines() if "path=/predict," in line]
     assert sum("(status=400," in line for line in access) >= 4
+
+
+# ---------------------------------------------------------------- model age and expiry
+
+
+def test_model_info_and_gauges_report_the_served_models_age_and_expiry(
+    http, grpc_client, http_url, offline, trained_model_tag
+):
+    trained = pd.Timestamp(offline.metadata["trained_at"])
+    expires = pd.Timestamp(offline.metadata["expires_at"])
+    lifetime = offline.metadata["train_config"]["lifetime_hours"]
+    assert expires - trained == pd.Timedelta(hours=lifetime)
+    for answer in (http.model_info(), grpc_client.model_info()):
+        expiry = answer["expiry"]
+        assert pd.Timestamp(expiry["trained_at"]) == trained
+        assert pd.Timestamp(expiry["expires_at"]) == expires
+        age = pd.Timestamp.now(tz="UTC") - trained
+        assert abs(expiry["age_hours"] - age / pd.Timedelta(hours=1)) < 0.1
+        assert expiry["expired"] is False and expiry["status"].startswith("expires in ")
+    metrics = httpx.get(f"{http_url}/metrics").text
+    tag = {"model_tag": trained_model_tag}
+    assert metric_value(metrics, "btcusdt_model_trained_timestamp_seconds", **tag) == pytest.approx(
+        trained.timestamp()
+    )
+    assert metric_value(metrics, "btcusdt_model_expiry_timestamp_seconds", **tag) == pytest.approx(
+        expires.timestamp()
+    )
+
+
+# ---------------------------------------------------------------- the live example
+
+
+def test_live_example_predicts_on_the_newest_closed_candles_of_the_exchange_and_dataset(
+    http, grpc_server, http_url, btc_frame, tmp_path
+):
+    """examples/live_predict.py against the fake Binance (recorded candles, the newest one
+    still forming by the exchange's clock) and against a dataset written by data update."""
+    from ingest import UpdateRequest, update_dataset
+    from tests.fake_binance import FakeBinance, recorded_klines
+
+    start = btc_frame.index[btc_frame["timestamp"] == pd.Timestamp("2022-04-01", tz="UTC")][0]
+    recorded = btc_frame.iloc[start : start + 600].reset_index(drop=True)
+    klines = recorded_klines(recorded)
+    closed = recorded.iloc[:-1]  # the last hour is 20 minutes old on the exchange's clock
+    window = closed.iloc[-(WARMUP_BARS + 1) :].reset_index(drop=True)
+    expected = http.predict(window)
+    script = [sys.executable, str(REPO_ROOT / "examples" / "live_predict.py")]
+    with FakeBinance(klines, now_ms=klines[-1][0] + 20 * 60 * 1000).running() as fake:
+        over_http = subprocess.run(
+            [*script, "--exchange", fake.url, "--service-url", http_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        dataset = tmp_path / "BTCUSDT-1h.parquet"
+        since = recorded["timestamp"].iloc[0]
+        update_dataset(UpdateRequest(out=dataset, since=since, base_url=fake.url))
+    over_grpc = subprocess.run(
+        [*script, "--dataset", str(dataset), "--grpc", grpc_server[0]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    for run in (over_http, over_grpc):
+        assert run.returncode == 0, run.stderr
+        answer = json.loads(run.stdout)
+        assert answer["timestamp"] == closed["timestamp"].iloc[-1].strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert answer["probability_up"] == pytest.approx(expected["probability_up"], abs=1e-6)
+        assert answer["signal"] == expected["signal"]
+        assert answer["expiry"].startswith("expires in ")
 
 
 def test_column_form_is_answered_as_the_row_form_over_http_and_grpc(

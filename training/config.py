@@ -3,6 +3,7 @@ options from it, ``btcusdt train`` and ``btcusdt backtest --walk-forward`` alike
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,13 +32,20 @@ class TrainConfig:
         gap_bars: rows dropped between every train part and the part after it; at least
             ``label_horizon`` so no training label sees a price inside the next part.
         seed: seeds weight init and batch order; same data + config gives the same metrics.
-        threshold: decision threshold stored with the model (``long`` if P(up) >= threshold).
-            Fixed in advance, not tuned: 0.5 means "long when an up move is more likely than
-            not"; tuning it on the holdout would leak, so change it only deliberately.
+        threshold: the plain decision threshold stored with the model (``long`` if P(up) >=
+            threshold). Fixed in advance, not tuned: 0.5 means "long when an up move is more
+            likely than not". It is the baseline the searched decision policy is compared with.
+        fee_bps: fee per position change (bps) the decision policy is searched at (the
+            backtest's default).
+        slippage_bps: slippage per position change (bps) the decision policy is searched at.
+        allow_short: search long/flat/short decision policies instead of long/flat.
         max_rows: train on the newest ``max_rows`` candles only (None = all).
         threads: torch intra-op threads while fitting (restored afterwards). 1 by default: this
             MLP is too small to gain from more, and on a busy 2-core machine 2 threads were
             measured 3.4x slower than 1 (identical results).
+        lifetime_hours: hours after training when the model expires (``expires_at`` in its
+            metadata; 0 = never), like FreqAI's expiration_hours. An expired model still
+            answers; model_info, a gauge and an alert say it is time to retrain.
     """
 
     label_horizon: int = DEFAULT_LABEL_HORIZON
@@ -54,8 +62,12 @@ class TrainConfig:
     gap_bars: int = 24
     seed: int = 0
     threshold: float = 0.5
+    fee_bps: float = 10.0
+    slippage_bps: float = 2.0
+    allow_short: bool = False
     max_rows: int | None = None
     threads: int = 1
+    lifetime_hours: float = 168.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,8 +88,14 @@ class TrainConfig:
                 f"gap_bars ({self.gap_bars}) must be >= label_horizon ({self.label_horizon})",
             ),
             (0.0 < self.threshold < 1.0, "threshold must be in (0, 1)"),
+            (math.isfinite(self.fee_bps) and self.fee_bps >= 0, "fee_bps must be >= 0"),
+            (
+                math.isfinite(self.slippage_bps) and self.slippage_bps >= 0,
+                "slippage_bps must be >= 0",
+            ),
             (self.max_rows is None or self.max_rows >= 1, "max_rows must be >= 1"),
             (self.threads >= 1, "threads must be >= 1"),
+            (self.lifetime_hours >= 0.0, "lifetime_hours must be >= 0 (0 = never expires)"),
         ]
         errors = [message for ok, message in checks if not ok]
         if errors:

@@ -6,8 +6,9 @@ a constant forecast of the base rate already scores about ``0.693`` / ``0.25``).
 
 Baselines, each fit on the same training rows as the model and scored on the same test rows:
 ``majority`` (always the training base rate: P(up) constant, the signal always the majority
-class), ``previous_bar`` (the direction of the last finished bar, ``ret_1 > 0``, with P(up)
-the up-share after such bars in the training rows), and ``logistic`` (a scikit-learn
+class), ``previous_bar`` (the last finished bar's direction, ``ret_1 > 0``, as the only input: P(up)
+the up-share after such bars in the training rows, and the call the direction that share
+favours, continuation or reversal), and ``logistic`` (a scikit-learn
 logistic regression on the same scaled features).
 """
 
@@ -79,7 +80,10 @@ class MajorityBaseline:
 
 
 class PreviousBarBaseline:
-    """Momentum of one bar: up after an up bar. P(up) is the training up-share after such bars."""
+    """The last bar's direction as the only input: P(up) is the training up-share after a bar
+    like the last one (up or not), and the call is the direction it favours (up where that
+    share is >= 0.5: momentum if up bars were followed by up bars in training, reversal if
+    they were not). Call and probability agree, so its accuracy and ROC-AUC read alike."""
 
     name = "previous_bar"
     column = FEATURE_NAMES.index("ret_1")
@@ -97,8 +101,8 @@ class PreviousBarBaseline:
         return np.where(previous_up, self.p_after_up, self.p_after_down)
 
     def predict_up(self, features: np.ndarray, threshold: float) -> np.ndarray:
-        """The previous bar's direction, whatever the threshold."""
-        return np.asarray(features)[:, self.column] > 0
+        """Up where the training up-share after such a bar is >= 0.5, whatever the threshold."""
+        return self.predict_proba(features) >= 0.5
 
 
 class LogisticBaseline:

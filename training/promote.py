@@ -10,7 +10,10 @@ Usage::
 The gate, on the untouched holdout stored with the model: its ROC-AUC must exceed the best
 baseline's (majority, previous-bar, logistic regression) by at least ``DEFAULT_MARGIN`` (0.005),
 and the model must load under this code's contract (feature names, warm-up, feature-set version,
-file checksums). A refused promotion changes nothing and exits with status 1 and the reason.
+file checksums). The after-cost check is reported always and enforced with
+``--require-after-costs``: on the validation folds (out of fold, at the fee + slippage it was
+searched at) the model's decision policy must not do worse than cash. A refused promotion
+changes nothing and exits with status 1 and the reason.
 Exactly one version is ``production`` afterwards; the one before becomes ``archived`` (kept, so
 promoting it again is the rollback). Stages are BentoML labels, so ``bentoml models list`` and
 ``bentoml models get`` show them too.
@@ -108,6 +111,47 @@ def check_gate(
 
 
 @dataclass(frozen=True)
+class CostGateResult:
+    """The after-cost check: on the validation folds (out of fold, at the cost assumption the
+    policy was searched at), the model's decision policy must not do worse than cash."""
+
+    checked: bool
+    passed: bool
+    policy_return: float | None
+    reason: str
+
+
+def check_cost_gate(metadata: Mapping[str, Any]) -> CostGateResult:
+    """Compare the stored policy's after-cost validation return with cash (0).
+
+    A model saved before policies has no such figures: not checked, and not passed (it cannot
+    be shown to beat cash), which matters only where the check is enforced.
+    """
+    decision = metadata.get("decision_policy") if isinstance(metadata, Mapping) else None
+    try:
+        figures = decision["validation"]["policy"]  # type: ignore[index]
+        total = float(figures["total_return"])
+        fee, slippage = float(decision["fee_bps"]), float(decision["slippage_bps"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return CostGateResult(
+            checked=False,
+            passed=False,
+            policy_return=None,
+            reason="no after-cost validation figures (model saved before decision policies)",
+        )
+    passed = total >= 0.0
+    return CostGateResult(
+        checked=True,
+        passed=passed,
+        policy_return=total,
+        reason=(
+            f"validation folds after {fee:g} + {slippage:g} bps: policy {total:+.2%} "
+            f"{'>=' if passed else '<'} cash +0.00% ({decision.get('rule', '')})"  # type: ignore[union-attr]
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Promotion:
     """What :func:`promote` did."""
 
@@ -115,9 +159,16 @@ class Promotion:
     gate: GateResult
     archived: tuple[str, ...]
     already_production: bool = False
+    cost_gate: CostGateResult | None = None
 
 
-def promote(tag: str, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_MARGIN) -> Promotion:
+def promote(
+    tag: str,
+    *,
+    metric: str = DEFAULT_METRIC,
+    margin: float = DEFAULT_MARGIN,
+    require_after_costs: bool = False,
+) -> Promotion:
     """Gate ``tag`` and make it the one ``production`` version; the previous one is archived.
 
     The new version is labelled ``production`` before the old one is archived, so a reader in
@@ -137,6 +188,9 @@ def promote(tag: str, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_M
         raise PromotionRefused(f"refused: {loaded.tag}: {exc}") from exc
     if not gate.passed:
         raise PromotionRefused(f"refused: {loaded.tag}: {gate.reason}")
+    cost_gate = check_cost_gate(loaded.metadata)
+    if require_after_costs and not cost_gate.passed:
+        raise PromotionRefused(f"refused: {loaded.tag}: after costs: {cost_gate.reason}")
     name = loaded.tag.split(":", 1)[0]
     with stage_lock(name):
         current = [
@@ -154,7 +208,11 @@ def promote(tag: str, *, metric: str = DEFAULT_METRIC, margin: float = DEFAULT_M
         for old in current:
             set_stage(old, "archived", extra_labels={"archived_at": now})
     return Promotion(
-        tag=loaded.tag, gate=gate, archived=tuple(current), already_production=was_production
+        tag=loaded.tag,
+        gate=gate,
+        archived=tuple(current),
+        already_production=was_production,
+        cost_gate=cost_gate,
     )
 
 
@@ -177,6 +235,10 @@ def _headline(model: bentoml.Model) -> dict[str, str]:
         }
     except (ValueError, KeyError, TypeError):
         row |= {"auc": "-", "logloss": "-", "acc": "-", "best_baseline_auc": "-", "gate": "-"}
+    cost = check_cost_gate(dict(model.info.metadata))
+    row["after_costs"] = (
+        f"{cost.policy_return:+.1%} {'pass' if cost.passed else 'fail'}" if cost.checked else "-"
+    )
     return row
 
 
@@ -192,10 +254,18 @@ def list_versions(name: str = MODEL_NAME) -> str:
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
     lines.append(
-        f"holdout metrics; gate: roc_auc >= best baseline + {DEFAULT_MARGIN}; "
+        f"holdout metrics; gate: roc_auc >= best baseline + {DEFAULT_MARGIN}; after_costs: the "
+        "decision policy's validation-fold return after costs (pass: not worse than cash); "
         "* = what the service resolves (production, else the newest)"
     )
     return "\n".join(lines)
+
+
+def _metadata(tag: str) -> dict[str, Any]:
+    try:
+        return dict(bentoml.models.get(tag).info.metadata)
+    except (NotFound, BentoMLException, ValueError):
+        return {}
 
 
 @click.command("promote")
@@ -214,12 +284,19 @@ def list_versions(name: str = MODEL_NAME) -> str:
     show_default=True,
     help="required advantage over the best baseline on --metric",
 )
-def promote_command(tag: str, metric: str, margin: float) -> int:
+@click.option(
+    "--require-after-costs",
+    is_flag=True,
+    help="also refuse unless the decision policy did not do worse than cash after costs on "
+    "the validation folds (always reported)",
+)
+def promote_command(tag: str, metric: str, margin: float, require_after_costs: bool) -> int:
     """Promote TAG (btcusdt_mlp:<version>) to production behind the validation gate.
 
     Refused (exit 1, nothing changed) unless its holdout METRIC beats the best baseline by
     MARGIN and it loads under this code's contract. The version before becomes archived
-    (promote it again to roll back).
+    (promote it again to roll back). The after-cost check (the decision policy not worse
+    than cash on the validation folds) is reported always, enforced with --require-after-costs.
     """
     try:
         bentoml.models.get(tag)
@@ -227,11 +304,15 @@ def promote_command(tag: str, metric: str, margin: float) -> int:
         click.echo(f"error: model {tag!r} is not in the BentoML model store", err=True)
         return 2
     try:
-        done = promote(tag, metric=metric, margin=margin)
+        done = promote(tag, metric=metric, margin=margin, require_after_costs=require_after_costs)
     except PromotionRefused as exc:
         click.echo(str(exc), err=True)
+        click.echo(f"after-cost check: {check_cost_gate(_metadata(tag)).reason}", err=True)
         return 1
     print(f"gate passed: {done.gate.reason}")
+    if done.cost_gate is not None:
+        verdict = "pass" if done.cost_gate.passed else "FAIL (not enforced)"
+        print(f"after-cost check: {verdict}: {done.cost_gate.reason}")
     if done.already_production:
         print(f"{done.tag} was already production; nothing else changed")
     else:

@@ -34,10 +34,19 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from artifact import MODEL_NAME, REPORT_DIR, save_model
+from artifact import (
+    EXPIRES_AT,
+    LIFETIME_HOURS,
+    MODEL_NAME,
+    REPORT_DIR,
+    TRAINED_AT,
+    expiry_after,
+    save_model,
+)
 from cli import config_from, dataclass_options, existing_file, folder, run
 from features import BAR_INTERVAL, FEATURE_NAMES, TIMESTAMP_COLUMN
 from monitoring.drift_stats import reference_profile
+from policy import DecisionPolicy
 from training.config import TrainConfig
 from training.data import Candles, load_bundled_eurusd
 from training.evaluate import (
@@ -51,6 +60,7 @@ from training.evaluate import (
     summarize_folds,
 )
 from training.model import DirectionMLP, DirectionModel, MLPConfig
+from training.policy_search import PolicySearch, make_stretch, search_policy
 from training.prepare import build_dataset, load_data
 from training.splits import Split, tail_split, walk_forward_splits
 
@@ -349,6 +359,28 @@ def _score_other_market(
     }
 
 
+def choose_policy(
+    candles: pd.DataFrame,
+    out_of_fold: dict[str, pd.Series],
+    config: TrainConfig,
+    *,
+    last_price_time: pd.Timestamp,
+) -> PolicySearch:
+    """The decision policy, searched on the folds' out-of-fold P(up) and on prices up to
+    ``last_price_time`` (the last row before the holdout) only."""
+    stretches = [
+        make_stretch(name, candles, probability, last_price_time=last_price_time)
+        for name, probability in out_of_fold.items()
+    ]
+    return search_policy(
+        stretches,
+        fee_bps=config.fee_bps,
+        slippage_bps=config.slippage_bps,
+        plain=DecisionPolicy.plain(config.threshold),
+        allow_short=config.allow_short,
+    )
+
+
 def _git_revision() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(
@@ -402,6 +434,14 @@ def _rows_sha256(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def _expiry(config: TrainConfig) -> dict[str, Any]:
+    """``trained_at`` (now) and, unless the lifetime is 0, ``expires_at`` (artifact._expiry)."""
+    trained = pd.Timestamp.now(tz="UTC")
+    expires = expiry_after(trained, config.lifetime_hours)
+    times = {TRAINED_AT: trained.isoformat(), LIFETIME_HOURS: config.lifetime_hours}
+    return times if expires is None else {**times, EXPIRES_AT: expires.isoformat()}
+
+
 def train_and_save(
     config: TrainConfig,
     candles: Candles | None = None,
@@ -443,10 +483,14 @@ def train_and_save(
 
     fold_infos: list[dict[str, Any]] = []
     fold_curves: list[dict[str, Any]] = []
+    out_of_fold: dict[str, pd.Series] = {}
     fold_bar = tqdm(folds, desc="walk-forward folds", unit="fold", disable=not progress)
     for number, split in enumerate(fold_bar, start=1):
-        fit, info, _ = _evaluate_split(
+        fit, info, fold_probabilities = _evaluate_split(
             features, labels, split, config, progress=progress, description=f"fold {number} epochs"
+        )
+        out_of_fold[f"fold {number}"] = pd.Series(
+            fold_probabilities["model"], index=features.index[split.test.start : split.test.stop]
         )
         fold_infos.append({"fold": number, **info})
         fold_curves.append(
@@ -481,6 +525,7 @@ def train_and_save(
     version_tag = bentoml.Tag(MODEL_NAME, None).make_new_version()
     tag = str(version_tag)
     train_index = features.index[pre_holdout.start : pre_holdout.stop]
+    decision_policy = choose_policy(frame, out_of_fold, config, last_price_time=train_index[-1])
     holdout_index = features.index[holdout.test.start : holdout.test.stop]
     metadata: dict[str, Any] = {
         "label_horizon": config.label_horizon,
@@ -501,11 +546,12 @@ def train_and_save(
             pd.Timestamp(frame[TIMESTAMP_COLUMN].iloc[-1]).isoformat(),
         ],
         "metrics": metrics,
+        "decision_policy": decision_policy.metadata(),
         "train_config": config.to_dict(),
         "best_epoch": final.best_epoch,
         "library_versions": library_versions(),
         **_git_revision(),
-        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        **_expiry(config),
     }
 
     from training.report import write_report
@@ -545,9 +591,10 @@ def train_and_save(
 
 
 def _summary(result: TrainResult) -> str:
-    from training.promote import check_gate
+    from training.promote import check_cost_gate, check_gate
 
     gate = check_gate(result.metrics)
+    cost_gate = check_cost_gate(result.metadata)
     holdout = result.metrics["holdout"]
     first, last = result.metadata["holdout_range"]
     lines = [f"{'':14s}" + "".join(f"{m:>10s}" for m in METRIC_NAMES)]
@@ -566,12 +613,31 @@ def _summary(result: TrainResult) -> str:
             *lines,
             f"model across {len(result.metrics['folds'])} folds: {fold_line}",
             f"verdict: {result.metrics['verdict']['summary']}",
+            _policy_line(result.metadata["decision_policy"]),
             f"promotion gate ({gate.metric} >= best baseline + {gate.margin}): "
             f"{'pass' if gate.passed else 'FAIL'}: {gate.reason}",
+            f"after-cost check (policy not worse than cash on the validation folds; enforced by "
+            f"promote --require-after-costs): {'pass' if cost_gate.passed else 'FAIL'}: "
+            f"{cost_gate.reason}",
             f"trained in {result.seconds:.1f} s",
             f"saved model: {result.tag} (stage candidate)",
             f"report: {result.report_dir}",
         ]
+    )
+
+
+def _policy_line(decision: dict[str, Any]) -> str:
+    figures = decision["validation"]
+
+    def line(name: str) -> str:
+        item = figures[name]
+        return f"{item['total_return']:+.1%} ({item['turnover_per_year']:.0f}x/yr)"
+
+    return (
+        f"decision policy: {decision['rule']} (best of {decision['candidates']} candidates on the "
+        f"validation folds after {decision['fee_bps']:g} + {decision['slippage_bps']:g} bps: "
+        f"policy {line('policy')}, plain threshold {line('plain_threshold')}, buy-and-hold "
+        f"{line('buy_and_hold')}, cash +0.0%)"
     )
 
 
