@@ -12,7 +12,7 @@ BENTOML_CONFIG ?= $(CURDIR)/configuration.yaml
 BENTOML_HOME ?= $(HOME)/bentoml
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run prepare train promote models backtest serve serve-grpc loadtest bench build \
+.PHONY: setup run data retrain prepare train promote models backtest serve serve-grpc loadtest bench build \
 	containerize containerize-check test test-fast lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -36,6 +36,12 @@ run: setup  ## train the default model if the store has none, then serve it on l
 
 prepare: setup
 	$(CLI) prepare
+
+data: setup  ## fetch the new closed BTCUSDT 1h candles from Binance into data/live/ (DATA_ARGS="--archive DIR ...")
+	$(CLI) data update --out data/live/BTCUSDT-1h.parquet $(DATA_ARGS)
+
+retrain: setup  ## the retrain cycle: data, train, gate, bento, promote (RETRAIN_ARGS="--margin 0.01 ...")
+	$(CLI) retrain --out data/live/BTCUSDT-1h.parquet $(RETRAIN_ARGS)
 
 train: setup  ## train + evaluate + save a candidate model (options: TRAIN_ARGS="--max-epochs 20 ...")
 	$(CLI) train $(TRAIN_ARGS)

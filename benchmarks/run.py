@@ -16,7 +16,15 @@ import click
 from cli import run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("features", "runtime", "service", "pipeline", "monitoring")
+BENCHMARKS = (
+    "features",
+    "runtime",
+    "service",
+    "pipeline",
+    "monitoring",
+    "clickhouse_spool",
+    "ingest",
+)
 DEFAULT_BENCHMARKS = ("features", "runtime", "service", "pipeline")
 """What ``make bench`` runs (~15 min on 2 CPUs; the service ones need a model in the store)."""
 

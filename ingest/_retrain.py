@@ -89,11 +89,14 @@ def retrain(
     import bentoml
 
     from training.data import load_candles
+    from training.evaluate import HIGHER_IS_BETTER
     from training.promote import DEFAULT_MARGIN, DEFAULT_METRIC, check_gate, promote
     from training.train import train_and_save
 
     metric = metric or DEFAULT_METRIC
     margin = DEFAULT_MARGIN if margin is None else margin
+    if metric not in HIGHER_IS_BETTER:  # refused before anything is fetched or trained
+        raise ValueError(f"metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}")
     updated = update_dataset(update, progress=progress)
     result = RetrainResult(update=updated, production_before=production_tag())
     result.production_after = result.production_before

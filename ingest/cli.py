@@ -25,8 +25,6 @@ from ingest._klines import INTERVALS
 from ingest._rest import DEFAULT_BASE_URL
 from ingest._update import DEFAULT_SINCE, UpdateRequest, update_dataset
 from training.config import TrainConfig
-from training.evaluate import HIGHER_IS_BETTER
-from training.promote import DEFAULT_MARGIN, DEFAULT_METRIC
 
 DEFAULT_OUT = Path("data/live/BTCUSDT-1h.parquet")
 
@@ -154,19 +152,17 @@ def update(**options: Any) -> None:
 @click.command("retrain")
 @update_options
 @dataclass_options(TrainConfig)
+# The gate's defaults are training.promote's (not imported here: `data update` stays light).
 @click.option(
     "--metric",
-    type=click.Choice(sorted(HIGHER_IS_BETTER)),
-    default=DEFAULT_METRIC,
-    show_default=True,
-    help="holdout metric the promotion gate compares",
+    default=None,
+    help="holdout metric the promotion gate compares (default: btcusdt promote's)",
 )
 @click.option(
     "--margin",
     type=float,
-    default=DEFAULT_MARGIN,
-    show_default=True,
-    help="required advantage over the best baseline on --metric",
+    default=None,
+    help="required advantage over the best baseline on --metric (default: btcusdt promote's)",
 )
 @click.option(
     "--report-dir",

@@ -7,9 +7,9 @@ data/README.md) as :func:`training.data.load_bundled_btcusdt` cleans it, and re-
 Binance serves klines (12 values; times in epoch ms, or us for the 2025+ archive layout;
 prices and volumes as decimal strings with 8 places, which parse back to the exact same
 doubles). Open, high, low, close, volume (BTC), quote volume (``Volume USDT``) and the trade
-count (``tradecount``) are the recorded values; the close time is open time + 1 h - 1 ms, as
-Binance writes it; the export has no taker-buy volumes, so those two fields are ``"0"``, and
-``ignore`` is ``"0"`` as in Binance's own files.
+count (``tradecount``, exported from 2020-08-01 on; 0 before) are the recorded values; the
+close time is open time + 1 h - 1 ms, as Binance writes it; the export has no taker-buy
+volumes, so those two fields are ``"0"``, and ``ignore`` is ``"0"`` as in Binance's own files.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def recorded_klines(frame: pd.DataFrame) -> list[list[Any]]:
     epoch = pd.Timestamp(0, tz="UTC")
     candles = frame.assign(open_ms=(frame["timestamp"] - epoch) // pd.Timedelta(milliseconds=1))
     joined = candles.merge(extra, on="open_ms", how="left", validate="one_to_one")
-    assert joined["tradecount"].notna().all(), "every candle comes from the bundled file"
+    assert joined["quote"].notna().all(), "every candle comes from the bundled file"
+    joined["tradecount"] = joined["tradecount"].fillna(0)  # not exported before 2020-08-01
     return [
         [
             int(row.open_ms),

@@ -526,7 +526,7 @@ def test_rows_spooled_when_the_service_is_killed_arrive_after_restart(
         "--port",
         str(port),
         "--api-workers",
-        "1",
+        "2",
     ]
     windows = _windows(btc_frame, "2022-01-01T00:00:00Z", "2022-01-20T00:00:00Z", 40)
     clickhouse.stop()
@@ -541,6 +541,13 @@ def test_rows_spooled_when_the_service_is_killed_arrive_after_restart(
     finally:
         clickhouse.start()
     assert _wait_rows(clickhouse.client(), database, 1, timeout_s=3) == 0, "nothing sent yet"
+    # each API worker had its own spool; together they hold every answered row
+    spools = sorted((tmp_path / "spool").iterdir())
+    assert [d.name for d in spools] == ["worker-1", "worker-2"]
+    left = [Spool.adopt(d) for d in spools]  # the killed processes no longer hold them
+    assert all(left) and sum(s.pending_rows for s in left) == len(traffic.answered)
+    for spool in left:
+        spool.close()
     with HttpClient(f"http://127.0.0.1:{port}", timeout_s=120) as http:
         with running_server(args, env, tmp_path / "second.log", http.is_ready):
             _wait_for(clickhouse, database, len(traffic.answered))

@@ -106,3 +106,23 @@ def test_retrain_cycle_gates_builds_promotes_and_refuses(tmp_path, klines):
         third.stdout
     )
     assert len(stages(home)) == 2
+
+
+def test_retrain_refuses_bad_settings_before_fetching_or_training(tmp_path):
+    from click.testing import CliRunner
+
+    from ingest.cli import retrain as command
+
+    out = tmp_path / "BTCUSDT-1h.parquet"
+    for options, message in (
+        (["--metric", "nope"], "error: metric must be one of"),
+        (["--lifetime-hours", "-1"], "lifetime_hours must be >= 0"),
+        (["--n-folds", "0"], "n_folds must be >= 1"),
+    ):
+        # an unreachable exchange: a refusal must come before any request
+        args = ["--out", str(out), "--base-url", "http://127.0.0.1:9", *options]
+        result = CliRunner().invoke(command, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(message) or message in result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not out.exists()

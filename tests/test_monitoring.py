@@ -385,7 +385,10 @@ def test_outcomes_cli_scores_logged_predictions_against_real_candles(
     assert ("RETRAIN" in done.stdout) == retrain
     assert (tmp_path / "outcomes" / "rolling.png").read_bytes()[:4] == b"\x89PNG"
     pnl = pd.read_csv(tmp_path / "outcomes" / "policy_pnl.csv")
-    assert len(pnl) == len(resolved) and "following the decision policy" in done.stdout
+    # Every bar from the one after the first resolved prediction to the one after the last;
+    # bars without a logged P(up) stay flat, as in the backtest.
+    assert pnl["probability_up"].notna().sum() == len(resolved) - 1
+    assert "following the decision policy" in done.stdout
 
 
 def test_outcomes_wait_for_the_label_horizon_and_skip_unknown_candles(btc_slice):
