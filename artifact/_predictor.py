@@ -3,7 +3,7 @@
 Chosen by measurement (``benchmarks/bench_runtime.py``, figures in docs/BENCHMARKS.md): ONNX
 Runtime is as fast as or faster than PyTorch eager per call, starts faster, and keeps torch (a
 CUDA build unless pinned to a local CPU wheel) out of the bento and the image. Parity with the
-trained torch model is tested to 1e-6 (``tests/test_predictor.py``).
+trained torch model is tested to 1e-6 (``tests/unit/test_predictor.py``).
 """
 
 from __future__ import annotations

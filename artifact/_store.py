@@ -112,7 +112,8 @@ def save_model(
     the store and then copies the files into it, so a crash mid-copy would leave a partial
     version (listed and resolved as the newest, or, without ``model.yaml``, breaking every
     listing). Here BentoML writes into a staging store on the same filesystem and the finished
-    folder is renamed into the store in one step (tested in tests/test_reliability_training.py).
+    folder is renamed into the store in one step (tested in
+    tests/integration/test_reliability_training.py).
     """
     full_meta: dict[str, Any] = dict(metadata)
     full_meta.update(

@@ -50,7 +50,26 @@ class LoadResult:
         return sum(n for status, n in self.statuses.items() if status != 200)
 
 
-def _request(host: str, path: str, body: bytes) -> bytes:
+HEADER = (
+    f"{'arm':<16}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+    f"{'non200':>8}{'client cpu':>11}  server CPU ms per request, by process"
+)
+
+
+def _row(label: str, concurrency: int, result: LoadResult, cpu_ms: dict[str, float]) -> str:
+    per_role = " ".join(f"{role} {ms:.1f}" for role, ms in sorted(cpu_ms.items()) if ms >= 0.05)
+    return (
+        f"{label:<16}{concurrency:>5}{result.requests_per_s:>10.1f}"
+        f"{result.percentile_ms(50):>10.1f}{result.percentile_ms(95):>10.1f}"
+        f"{result.percentile_ms(99):>10.1f}{result.non_200:>8}"
+        f"{100 * result.client_cpu_s / result.duration_s:>10.0f}%  {per_role}"
+    )
+
+
+def _request(host: str, path: str, body: bytes | None) -> bytes:
+    """A POST of ``body``, or a GET where ``body`` is None."""
+    if body is None:
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -92,7 +111,12 @@ async def _connection(
 
 
 async def _run(
-    url: str, path: str, bodies: list[bytes], concurrency: int, warmup_s: float, duration_s: float
+    url: str,
+    path: str,
+    bodies: list[bytes] | list[None],
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
 ) -> LoadResult:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -120,12 +144,13 @@ async def _run(
 def run_load(
     url: str,
     path: str,
-    bodies: list[bytes],
+    bodies: list[bytes] | list[None],
     *,
     concurrency: int,
     duration_s: float,
     warmup_s: float = 3.0,
 ) -> LoadResult:
-    """POST ``bodies`` (in turn) to ``url + path`` from ``concurrency`` closed-loop clients for
-    ``warmup_s + duration_s`` seconds; only the last ``duration_s`` are measured."""
+    """POST ``bodies`` (in turn; ``[None]``: GET) to ``url + path`` from ``concurrency``
+    closed-loop clients for ``warmup_s + duration_s`` seconds; only the last ``duration_s`` are
+    measured."""
     return asyncio.run(_run(url, path, bodies, concurrency, warmup_s, duration_s))

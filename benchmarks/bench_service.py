@@ -25,6 +25,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._load import LoadResult, run_load
+from benchmarks._load import HEADER, LoadResult, _row, run_load
+from benchmarks._versus import bench_versus
 from loadtests.server import (
     CONFIGURATION,
     BatchSizes,
@@ -76,22 +78,6 @@ class Arm:
             pooled.answered += result.answered
             cpu_ms += sum(cpu_by_role.values()) * result.answered
         return pooled, cpu_ms / max(pooled.answered, 1)
-
-
-HEADER = (
-    f"{'arm':<16}{'conc':>5}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
-    f"{'non200':>8}{'client cpu':>11}  server CPU ms per request, by process"
-)
-
-
-def _row(label: str, concurrency: int, result: LoadResult, cpu_ms: dict[str, float]) -> str:
-    per_role = " ".join(f"{role} {ms:.1f}" for role, ms in sorted(cpu_ms.items()) if ms >= 0.05)
-    return (
-        f"{label:<16}{concurrency:>5}{result.requests_per_s:>10.1f}"
-        f"{result.percentile_ms(50):>10.1f}{result.percentile_ms(95):>10.1f}"
-        f"{result.percentile_ms(99):>10.1f}{result.non_200:>8}"
-        f"{100 * result.client_cpu_s / result.duration_s:>10.0f}%  {per_role}"
-    )
 
 
 def _measure(
@@ -271,7 +257,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--only", choices=("ceiling", "batching"), default=None)
+    parser.add_argument("--only", choices=("ceiling", "batching", "versus"), default=None)
+    parser.add_argument(
+        "--baseline-ref",
+        default=None,
+        help="a commit to compare this checkout with (built in its own worktree, venv and "
+        "model under .work/bench-baseline/); e.g. ec0ad75",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per figure")
     parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds per run")
@@ -304,7 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     bodies = [call.body for call in workload.calls["predict"]]
     kib = np.mean([len(b) for b in bodies]) / 1024
     print(f"{len(bodies)} real windows of {args.window_bars} candles, ~{kib:.0f} KiB each")
+    args.python = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+        if args.baseline_ref and args.only in (None, "versus"):
+            bench_versus(args, workload, Path(tmp))
         if args.only in (None, "ceiling"):
             bench_ceiling(args, bodies, Path(tmp))
         if args.only in (None, "batching"):

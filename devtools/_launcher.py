@@ -82,9 +82,12 @@ def running_server(
     is_ready: Callable[[], bool],
     *,
     start_timeout_s: float = START_TIMEOUT_S,
+    python: str | Path = sys.executable,
+    cwd: Path = REPO_ROOT,
 ) -> Iterator[subprocess.Popen]:
     """Start ``python -m bentoml <args>`` in its own process group (output to ``log_path``),
-    wait until ``is_ready``, and always stop the whole group on exit.
+    wait until ``is_ready``, and always stop the whole group on exit. ``python`` and ``cwd``:
+    another interpreter and checkout (the benchmarks serve an older commit that way).
 
     Raises:
         RuntimeError: the server exited before it was ready (with its log's tail).
@@ -92,8 +95,8 @@ def running_server(
     """
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", *args],
-            cwd=REPO_ROOT,
+            [str(python), "-m", "bentoml", *args],
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

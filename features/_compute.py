@@ -130,7 +130,7 @@ def compute_window_features(
             Candles must already be validated; timestamps play no part in the math.
         engine: ``"fast"`` computes the whole batch at once in NumPy (:mod:`features._fast`,
             the same floating-point operations as ``ta``, proven equal by
-            ``tests/test_fast_features.py``); ``"ta"`` runs the reference,
+            ``tests/unit/test_fast_features.py``); ``"ta"`` runs the reference,
             :func:`features.indicators.indicator_frame`, window by window.
         check_finite: raise if a feature is not finite (default); ``False`` returns it as it
             came out (NaN or inf in the column of the feature that failed) for the caller to

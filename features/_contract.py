@@ -8,7 +8,7 @@ a window of ``WARMUP_BARS + 1`` candles (the shortest the API takes) gives its l
 features of the whole history to within :data:`WARMUP_TOLERANCE`. Measured at every end point of
 the bundled candles: ``ema_dist_50``, the slowest average, moves by up to 9.6e-4 of its standard
 deviation (above 1e-4 at 11 % of end points), every other feature by at most 1.1e-5, P(up) of
-the default model by at most 5.7e-6 (docs/features.md; ``tests/test_features.py::
+the default model by at most 5.7e-6 (docs/features.md; ``tests/unit/test_features.py::
 test_warmup_bounds_what_older_history_moves_at_every_end_point``)."""
 
 WARMUP_TOLERANCE = 1e-3

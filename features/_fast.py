@@ -11,7 +11,7 @@ The recursions run in one of two loop flavours with the same bits (:class:`featu
 plain Python floats win below :data:`PYTHON_LOOPS_MAX_WINDOWS` windows (a runner's adaptive
 batches are usually that small), NumPy vector operations across windows above.
 
-``tests/test_fast_features.py`` proves the agreement against ``ta`` on the bundled candles, on
+``tests/unit/test_fast_features.py`` proves the agreement against ``ta`` on the bundled candles, on
 both loop flavours, and their bit-for-bit equality.
 """
 

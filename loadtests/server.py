@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from client import GrpcClient
 from devtools import (
     CONFIGURATION,
     LOOPBACK,
+    REPO_ROOT,
     free_port,
     isolated_home,
     running_server,
@@ -84,6 +86,8 @@ def serve(
     api_workers: int | None = None,
     service: str = "service:svc",
     start_timeout_s: float = 240.0,
+    source_dir: Path = REPO_ROOT,
+    python: str | Path = sys.executable,
 ) -> Iterator[Server]:
     """Run ``bentoml serve`` (``http``) or ``bentoml serve-grpc`` (``grpc``) of ``service``
     on a free loopback port until the block ends, then stop its whole process group.
@@ -100,6 +104,9 @@ def serve(
         api_workers: ``--api-workers`` (default: BentoML's, one per CPU).
         service: what to serve (``benchmarks.noop_service:svc`` adds the benchmark baseline).
         start_timeout_s: how long to wait for readiness before giving up.
+        source_dir: the checkout whose ``service:svc`` is served (benchmarks serve an older
+            commit from its own worktree).
+        python: the interpreter (and so the virtual environment) that runs it.
 
     Raises:
         FileNotFoundError: the store has no models.
@@ -131,7 +138,13 @@ def serve(
     log_path = work_dir / f"{protocol}-server.log"
     ready = _readiness(protocol, address)
     with running_server(
-        args, environment, log_path, ready, start_timeout_s=start_timeout_s
+        args,
+        environment,
+        log_path,
+        ready,
+        start_timeout_s=start_timeout_s,
+        python=python,
+        cwd=source_dir,
     ) as process:
         server = Server(protocol, address, metrics_url, process, log_path)
         with server.memory:

@@ -22,7 +22,9 @@ without ``reference.json`` is served without drift gauges (and a warning in the 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,10 +86,13 @@ class LiveDrift:
         window_rows: int,
         every: int,
         min_rows: int,
+        min_interval_s: float = 0.0,
     ):
         self.profile = profile
         self.model_tag = model_tag
         self.every = every
+        self.min_interval_s = min_interval_s
+        self._last_export = -math.inf
         self.min_rows = min(min_rows, window_rows)
         self._rows = np.empty((window_rows, len(FEATURE_NAMES)))
         self._next = 0
@@ -109,6 +114,10 @@ class LiveDrift:
         self._since_export += len(features)
         if self._filled < self.min_rows or self._since_export < self.every:
             return
+        now = time.monotonic()
+        if now - self._last_export < self.min_interval_s:
+            return
+        self._last_export = now
         self._since_export = 0
         with self._lock:
             self._snapshot = self._rows[: self._filled].copy()
@@ -176,6 +185,7 @@ class PredictionMonitor:
                 window_rows=self.settings.drift_window,
                 every=self.settings.drift_every,
                 min_rows=self.settings.drift_min_rows,
+                min_interval_s=self.settings.drift_min_interval_s,
             )
 
     def record(self, features: np.ndarray, answers: list[dict[str, Any]]) -> None:

@@ -40,6 +40,12 @@ def btc_slice(btc_frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def window(btc_slice: pd.DataFrame) -> pd.DataFrame:
+    """300 real candles (2021-10-01 .. 2021-10-13T11:00Z): one window of a request."""
+    return btc_slice.iloc[:300].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
 def small_training_candles(btc: Candles) -> Candles:
     """7,000 real candles (2021-06-01 .. 2022-03), enough for 2 folds + a holdout."""
     frame = btc.frame

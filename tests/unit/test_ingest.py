@@ -23,7 +23,7 @@ from ingest._dataset import parquet_table
 from tests.fake_binance import HOUR_MS, FakeBinance, Fault, recorded_klines
 from training.data import load_candles
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SINCE = "2021-08-01T00:00:00Z"
 
 

@@ -27,7 +27,7 @@ from training.promote import (
 )
 from training.train import TrainResult
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tests.fake_binance import HOUR_MS, FakeBinance, recorded_klines
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SINCE = "2021-06-01T00:00:00Z"
 ROWS = 7000  # as tests/conftest.py's small_training_candles: 2 folds + a holdout
 

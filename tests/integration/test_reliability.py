@@ -27,12 +27,11 @@ from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import DataGenerationMethod
 
-from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
 from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
+from tests.integration.test_service import metric_value, offline_probability
 from tests.servers import server_env
-from tests.test_service import metric_value, offline_probability
 
 pytestmark = pytest.mark.integration
 
@@ -69,26 +68,6 @@ def server(trained_model_tag, tmp_path_factory):
     url, context = start_http(home, trained_model_tag, base / "server.log")
     with context as process:
         yield {"url": url, "process": process, "log": base / "server.log"}
-
-
-@pytest.fixture(scope="module")
-def grpc_address(trained_model_tag, tmp_path_factory):
-    port, metrics_port = free_port(), free_port()
-    base = tmp_path_factory.mktemp("reliability-grpc")
-    home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
-    env = server_env(
-        home, trained_model_tag, {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
-    )
-    args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--api-workers", "1"]
-    with GrpcClient(f"127.0.0.1:{port}") as probe:
-        with running_server(args, env, base / "server.log", probe.is_ready):
-            yield f"127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def offline(trained_model_tag):
-    return load_model(trained_model_tag)
 
 
 @pytest.fixture(scope="module")

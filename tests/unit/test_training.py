@@ -31,7 +31,7 @@ from training.report import PLOT_FILES, REPORT_JSON
 from training.splits import tail_split, walk_forward_splits
 from training.train import TrainConfig, TrainResult, fit_direction_model, train_and_save
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = TrainConfig(max_epochs=3, patience=2, n_folds=2)
 
 

@@ -279,6 +279,7 @@ def live_metrics(trained_model_tag, btc_slice, tmp_path_factory) -> dict[str, li
     settings = {
         "BTC_SERVE_DRIFT_WINDOW": "10",
         "BTC_SERVE_DRIFT_EVERY": "1",
+        "BTC_SERVE_DRIFT_MIN_INTERVAL_S": "0",
         "BTC_SERVE_DRIFT_MIN_ROWS": "10",
         "BTC_SERVE_CLICKHOUSE_URL": f"clickhouse://127.0.0.1:{free_port()}/unreachable",
         "BTC_SERVE_CLICKHOUSE_SPOOL_DIR": str(base / "clickhouse-spool"),

@@ -27,11 +27,6 @@ from serving.windows import format_timestamp, parse_predict, request_windows
 LIMITS = {"min_candles": WARMUP_BARS + 1, "max_candles": 2048, "max_windows": 64}
 
 
-@pytest.fixture(scope="module")
-def window(btc_slice) -> pd.DataFrame:
-    return btc_slice.iloc[:300].reset_index(drop=True)
-
-
 def decode(body: bytes):
     return ValidatedJSON(pydantic_model=PredictRequest, parse=parse_predict).decode(body)
 
@@ -300,3 +295,56 @@ def test_timestamp_decoding_accepts_and_refuses_as_pandas_does():
     leap = ["2024-02-29T23:00:00Z", "2000-02-29T00:00:00+01:00", "1900-03-01T00:00:00-05:30"]
     expected = parse_timestamps(pd.Series(leap)).astype("datetime64[us, UTC]").array.asi8
     np.testing.assert_array_equal(timestamps_to_us(leap), expected)
+
+
+# ---------------------------------------------------------------- the fast parse path
+
+
+def _via_pydantic(payload):
+    """The reference: the window validated by the pydantic schema alone."""
+    from serving.schemas import Window
+    from serving.windows import _validate
+
+    return request_windows(_validate(Window, payload), **LIMITS)
+
+
+def test_fast_parse_path_gives_the_pydantic_schemas_windows(window):
+    """``parse_predict`` takes plainly valid windows without building a pydantic object per
+    candle; the windows must be exactly the schema's, in every form a client sends."""
+    rows = candles_payload(window)
+    epoch = [
+        {**c, "timestamp": int(t.value // 1_000_000)}
+        for c, t in zip(rows, window["timestamp"], strict=True)
+    ]
+    payloads = {
+        "rows_iso": rows,
+        "rows_epoch_ms": epoch,
+        "rows_epoch_as_doubles": [{**c, "timestamp": float(c["timestamp"])} for c in epoch],
+        "integer_volumes": [{**c, "volume": int(c["volume"])} for c in rows],
+        "extra_keys_ignored": [{**c, "trades": 12} for c in rows],
+        "columns": _columns(rows),
+    }  # fmt: skip
+    for name, candles in payloads.items():
+        (fast,) = request_windows(parse_predict({"candles": candles}), **LIMITS)
+        (reference,) = _via_pydantic({"candles": candles})
+        np.testing.assert_array_equal(fast.ohlcv, reference.ohlcv, err_msg=name)
+        np.testing.assert_array_equal(fast.timestamps_us, reference.timestamps_us, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"timestamp": "2" * 65}, "candles row 4: timestamp: must be an ISO 8601 string"),
+        ({"timestamp": ""}, "candles row 4: timestamp: must be an ISO 8601 string"),
+        ({"timestamp": True}, "candles row 4: timestamp: must be an ISO 8601 string"),
+        ({"open": True}, "candles row 4: open: Input should be a valid number"),
+        ({"volume": "1.5"}, "candles row 4: volume: Input should be a valid number"),
+        ({"high": float("inf")}, "candles row 4: high: Input should be a finite number"),
+    ],
+)
+def test_fast_parse_path_leaves_near_misses_to_the_schema(window, change, message):
+    candles = candles_payload(window)
+    candles[4] = {**candles[4], **change}
+    with pytest.raises(InvalidRequest) as rejected:
+        parse_predict({"candles": candles})
+    assert rejected.value.error.startswith(message), rejected.value.error

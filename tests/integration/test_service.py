@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 from bentoml.grpc.v1 import service_pb2, service_pb2_grpc
 
-from artifact import load_model
 from client import GrpcClient, HttpClient, ServiceError, candles_payload
-from devtools import REPO_ROOT, free_port, isolated_home, running_server
+from devtools import REPO_ROOT, free_port
 from features import (
     FEATURE_NAMES,
     OHLCV_COLUMNS,
@@ -37,48 +36,6 @@ N_BARS = 300
 
 
 @pytest.fixture(scope="module")
-def http_server(trained_model_tag, tmp_path_factory):
-    """``(url, log path)`` of an HTTP server with one API worker."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = server_env(os.environ["BENTOML_HOME"], trained_model_tag)
-    args = [
-        "serve",
-        "service:svc",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--api-workers",
-        "1",
-    ]
-    log = tmp_path_factory.mktemp("http-server") / "server.log"
-    with HttpClient(url) as probe, running_server(args, env, log, probe.is_ready):
-        yield url, log
-
-
-@pytest.fixture(scope="module")
-def http_url(http_server):
-    return http_server[0]
-
-
-@pytest.fixture(scope="module")
-def grpc_server(trained_model_tag, tmp_path_factory):
-    """``(address, metrics_url, log path)`` of a gRPC server (own BENTOML_HOME, same model
-    store)."""
-    port, metrics_port = free_port(), free_port()
-    base = tmp_path_factory.mktemp("grpc-server")
-    home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
-    metrics = {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
-    env = server_env(home, trained_model_tag, metrics)
-    args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--api-workers", "1"]
-    with GrpcClient(f"127.0.0.1:{port}") as probe:
-        with running_server(args, env, base / "server.log", probe.is_ready):
-            yield f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/", base / "server.log"
-
-
-@pytest.fixture(scope="module")
 def http(http_url):
     with HttpClient(http_url) as client:
         yield client
@@ -88,16 +45,6 @@ def http(http_url):
 def grpc_client(grpc_server):
     with GrpcClient(grpc_server[0]) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def offline(trained_model_tag):
-    return load_model(trained_model_tag)
-
-
-@pytest.fixture(scope="module")
-def window(btc_slice) -> pd.DataFrame:
-    return btc_slice.iloc[1000 : 1000 + N_BARS].reset_index(drop=True)
 
 
 def offline_probability(offline, frame: pd.DataFrame) -> float:

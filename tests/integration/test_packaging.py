@@ -190,11 +190,6 @@ def test_bento_code_imports_with_only_the_bentos_packages_and_no_torch(built_ben
 
 
 @pytest.fixture(scope="module")
-def window(btc_slice):
-    return btc_slice.iloc[500 : 500 + N_BARS].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
 def host_probability(trained_model_tag, window) -> float:
     model = load_model(trained_model_tag).model
     return float(model.predict_proba(compute_features(window).to_numpy()[-1:])[0])

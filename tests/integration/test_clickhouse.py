@@ -41,9 +41,9 @@ from stores.clickhouse import (
     parse_dsn,
 )
 from stores.spool import Spool
+from tests.integration.test_monitoring import window_ends, windows_at
+from tests.integration.test_service import metric_value
 from tests.servers import server_env
-from tests.test_monitoring import window_ends, windows_at
-from tests.test_service import metric_value
 
 # ---------------------------------------------------------------- the setting
 

@@ -15,7 +15,7 @@ import pytest
 
 from client import GrpcClient, HttpClient
 from devtools import REPO_ROOT, START_TIMEOUT_S, free_port, stop, tail
-from tests.test_service import metric_value
+from tests.integration.test_service import metric_value
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from client import GrpcClient
-from devtools import REPO_ROOT, free_port, isolated_home, running_server
+from devtools import REPO_ROOT, free_port
 from features import BAR_INTERVAL, WARMUP_BARS
 from loadtests.run import parse_args, require_loopback
 from loadtests.workload import (
@@ -27,7 +26,6 @@ from loadtests.workload import (
     is_server_error,
     sample_windows,
 )
-from tests.servers import server_env
 
 RUN_LIMIT_S = 240
 
@@ -77,22 +75,6 @@ def test_mixed_http_run_against_a_server_it_starts_passes_and_writes_csv_and_sum
     assert summary["server_peak_rss_mib"]["api_server"] > 50
     assert summary["mean_batch_size"]["features.last_row"] >= 1  # indicators
     assert summary["mean_batch_size"]["direction.predict_windows"] >= 1  # predict
-
-
-@pytest.fixture(scope="module")
-def grpc_address(trained_model_tag, tmp_path_factory):
-    port, metrics_port = free_port(), free_port()
-    base = tmp_path_factory.mktemp("loadtest-grpc")
-    home = isolated_home(base / "home", os.environ["BENTOML_HOME"])
-    env = server_env(
-        home, trained_model_tag, {"api_server": {"grpc": {"metrics": {"port": metrics_port}}}}
-    )
-    args = ["serve-grpc", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
-    with GrpcClient(f"127.0.0.1:{port}") as probe:
-        with running_server(
-            [*args, "--api-workers", "1"], env, base / "server.log", probe.is_ready
-        ):
-            yield f"127.0.0.1:{port}"
 
 
 @pytest.mark.integration

@@ -30,8 +30,8 @@ from monitoring.drift_report import daily_drift
 from monitoring.drift_stats import drift_table
 from monitoring.outcomes import model_reference, policy_pnl, realised_outcomes, retrain_advice
 from monitoring.prediction_log import read_predictions
+from tests.integration.test_service import metric_value
 from tests.servers import server_env
-from tests.test_service import metric_value
 
 N_WINDOWS = 400
 BATCH = 50  # = BTC_SERVE_DRIFT_EVERY below: every request refreshes the gauges
@@ -139,6 +139,7 @@ def monitored(trained_model_tag, tmp_path_factory, unshifted, shifted):
     env |= {
         "BTC_SERVE_DRIFT_WINDOW": str(N_WINDOWS),
         "BTC_SERVE_DRIFT_EVERY": str(BATCH),
+        "BTC_SERVE_DRIFT_MIN_INTERVAL_S": "0",
         "BTC_SERVE_DRIFT_MIN_ROWS": "200",
     }
     port = free_port()
@@ -433,7 +434,11 @@ def test_a_model_without_reference_is_served_without_drift_gauges(
 ):
     home = isolated_home(tmp_path / "home", os.environ["BENTOML_HOME"])
     env = server_env(home, model_without_reference)
-    env |= {"BTC_SERVE_DRIFT_EVERY": "1", "BTC_SERVE_DRIFT_MIN_ROWS": "10"}
+    env |= {
+        "BTC_SERVE_DRIFT_EVERY": "1",
+        "BTC_SERVE_DRIFT_MIN_ROWS": "10",
+        "BTC_SERVE_DRIFT_MIN_INTERVAL_S": "0",
+    }
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["serve", "service:svc", "--host", "127.0.0.1", "--port", str(port)]
@@ -453,6 +458,33 @@ def test_a_model_without_reference_is_served_without_drift_gauges(
     assert REFERENCE_FILE in warnings[0]["reason"]
     logged = read_predictions(Path(home) / "prediction_logs")
     assert len(logged) == len(windows)  # the prediction log does not need the reference
+
+
+def test_live_drift_recomputes_at_most_once_per_interval(profile, unshifted):
+    """Under load the gauges are refreshed by time, not per ``every`` predictions alone."""
+    from serving.monitor import LiveDrift
+
+    class Counted(LiveDrift):
+        exports = 0
+
+        def export(self, rows):  # type: ignore[no-untyped-def]
+            Counted.exports += 1
+
+    features = window_features(unshifted[:200])
+    drift = Counted(
+        profile, model_tag="unit:interval", window_rows=100, every=10, min_rows=10,
+        min_interval_s=3600,
+    )  # fmt: skip
+    for start in range(0, 200, 10):
+        drift.observe(features[start : start + 10])
+    time.sleep(0.3)
+    assert Counted.exports == 1  # 20 times due by count, once by time
+    drift.min_interval_s = 0
+    drift.observe(features[:10])
+    deadline = time.monotonic() + 10
+    while Counted.exports < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def test_outcomes_score_following_the_models_decision_policy(trained_model_tag, btc_slice):
