@@ -18,6 +18,7 @@ Redeploying the new bento (containerize, roll out) is the deployment's job (docs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,13 @@ class RetrainResult:
     production_before: str | None = None
     production_after: str | None = None
     steps: list[str] = field(default_factory=list)
+    on_step: Callable[[str], None] | None = field(default=None, repr=False)
+
+    def step(self, line: str) -> None:
+        """Record a step (and report it at once, so a later failure does not hide it)."""
+        self.steps.append(line)
+        if self.on_step is not None:
+            self.on_step(line)
 
 
 def production_tag() -> str | None:
@@ -78,6 +86,7 @@ def retrain(
     report_dir: Path | None = None,
     force: bool = False,
     progress: bool = False,
+    on_step: Callable[[str], None] | None = None,
 ) -> RetrainResult:
     """Run the cycle (see the module docstring); returns what happened and why.
 
@@ -98,39 +107,39 @@ def retrain(
     if metric not in HIGHER_IS_BETTER:  # refused before anything is fetched or trained
         raise ValueError(f"metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}")
     updated = update_dataset(update, progress=progress)
-    result = RetrainResult(update=updated, production_before=production_tag())
+    result = RetrainResult(update=updated, production_before=production_tag(), on_step=on_step)
     result.production_after = result.production_before
-    result.steps.append(
+    result.step(
         f"data: {updated.rows_added} new candle(s), {updated.rows_total} stored "
         f"({_iso(updated.first_candle)} .. {_iso(updated.last_candle)}) in {updated.path}"
     )
     candles = load_candles(update.out)
     previous = None if force else already_trained(candles.sha256, config)
     if previous is not None:
-        result.steps.append(
+        result.step(
             f"train: skipped: {previous[0]} ({previous[1]}) was trained on exactly this dataset "
             "with these settings (--force trains anyway)"
         )
-        result.steps.append(f"production unchanged: {result.production_before or 'none'}")
+        result.step(f"production unchanged: {result.production_before or 'none'}")
         return result
 
     trained = train_and_save(config, candles, report_dir=report_dir, progress=progress)
     result.candidate = trained.tag
     expiry = trained.metadata.get("expires_at") or "never (lifetime 0)"
-    result.steps.append(
+    result.step(
         f"train: {trained.tag} (candidate) on {len(candles.frame)} candles in "
         f"{trained.seconds:.0f} s; expires {expiry}; report {trained.report_dir}"
     )
     gate = check_gate(trained.metrics, metric=metric, margin=margin)
     result.gate_passed, result.gate_reason = gate.passed, gate.reason
     if not gate.passed:
-        result.steps.append(f"gate: refused: {gate.reason}")
-        result.steps.append(
+        result.step(f"gate: refused: {gate.reason}")
+        result.step(
             f"production unchanged: {result.production_before or 'none'}; "
             f"{trained.tag} stays a candidate"
         )
         return result
-    result.steps.append(f"gate: passed: {gate.reason}")
+    result.step(f"gate: passed: {gate.reason}")
 
     from scripts.build_bento import build_bento
 
@@ -140,12 +149,12 @@ def retrain(
         bentoml.models.delete(trained.tag)  # the store as it was before this cycle
         raise
     result.bento = built.tag
-    result.steps.append(f"bento: {built.tag} (checked: one model, pinned requirements)")
+    result.step(f"bento: {built.tag} (checked: one model, pinned requirements)")
     done = promote(trained.tag, metric=metric, margin=margin)
     result.promoted, result.archived = True, done.archived
     result.production_after = done.tag
     archived = f"; archived {', '.join(done.archived)}" if done.archived else ""
-    result.steps.append(f"promote: {done.tag} -> production{archived}")
+    result.step(f"promote: {done.tag} -> production{archived}")
     return result
 
 

@@ -191,13 +191,14 @@ def retrain(**options: Any) -> None:
                 report_dir=options["report_dir"],
                 force=options["force"],
                 progress=options["progress"],
+                on_step=click.echo,
             )
         except BentoCheckError as exc:
             click.echo(f"error: bento: {exc}", err=True)
             click.echo("the candidate was removed; production unchanged", err=True)
             sys.exit(1)
-    for line in result.steps:
-        click.echo(line)
+    if result.production_after != result.production_before:
+        click.echo(f"served next: {result.production_after} (ship bento {result.bento})")
 
 
 def main(argv: list[str] | None = None) -> int:

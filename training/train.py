@@ -98,6 +98,27 @@ class TrainResult:
     seconds: float = 0.0
 
 
+@dataclass
+class _TrainingData:
+    """The candles a run trains on (after ``max_rows``) and the float32 training table."""
+
+    candles: Candles
+    features: pd.DataFrame
+    labels: pd.Series
+
+    def rows(self, part: range) -> tuple[pd.DataFrame, pd.Series]:
+        return self.features.iloc[part.start : part.stop], self.labels.iloc[part.start : part.stop]
+
+
+@dataclass
+class _Folds:
+    """The walk-forward folds' results: per-fold info, loss curves, out-of-fold P(up)."""
+
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    out_of_fold: dict[str, pd.Series] = field(default_factory=dict)
+
+
 def _time_range(index: pd.Index) -> tuple[str, str]:
     return (pd.Timestamp(index[0]).isoformat(), pd.Timestamp(index[-1]).isoformat())
 
@@ -251,8 +272,7 @@ def _fit(
 
 
 def _evaluate_split(
-    features: pd.DataFrame,
-    labels: pd.Series,
+    data: _TrainingData,
     split: Split,
     config: TrainConfig,
     *,
@@ -263,10 +283,9 @@ def _evaluate_split(
 
     Returns the model fit, the fold's ranges and metrics, and each one's P(up) on the test rows.
     """
-    train_x = features.iloc[split.train.start : split.train.stop]
-    train_y = labels.iloc[split.train.start : split.train.stop]
-    test_x = features.iloc[split.test.start : split.test.stop]
-    test_y = labels.to_numpy(dtype="float64")[split.test.start : split.test.stop]
+    train_x, train_y = data.rows(split.train)
+    test_x = data.features.iloc[split.test.start : split.test.stop]
+    test_y = data.labels.to_numpy(dtype="float64")[split.test.start : split.test.stop]
     fit = fit_direction_model(train_x, train_y, config, progress=progress, description=description)
     probability_up = fit.model.predict_proba(test_x.to_numpy())
     baselines = fit_baselines(_as_matrix(train_x), _as_labels(train_y))
@@ -465,69 +484,123 @@ def train_and_save(
         The saved tag (stage ``candidate``), the report directory and all metrics.
     """
     started = time.perf_counter()
+    data = _training_data(config, candles)
+    holdout = tail_split(
+        len(data.features), test_fraction=config.holdout_fraction, gap_bars=config.gap_bars
+    )
+    folds = _walk_forward(data, len(holdout.train), config, progress=progress)
+    final, holdout_info, holdout_probabilities = _evaluate_split(
+        data, holdout, config, progress=progress, description="final model epochs"
+    )
+    folds.curves.append(
+        {"name": "final", "train": final.train_loss, "validation": final.validation_loss}
+    )
+    metrics = _metrics(data, holdout.train, folds, holdout_info, final, config, generalisation)
+    version_tag = bentoml.Tag(MODEL_NAME, None).make_new_version()
+    metadata = _metadata(data, holdout, folds, final, metrics, config)
+    saved_tag, target = _save(
+        final.model,
+        str(version_tag),
+        metadata,
+        data,
+        holdout,
+        folds.curves,
+        holdout_probabilities,
+        plots=plots,
+        report_dir=report_dir or DEFAULT_REPORTS_DIR / str(version_tag.version),
+    )
+    return TrainResult(
+        tag=saved_tag,
+        report_dir=target,
+        metrics=metrics,
+        model=final.model,
+        metadata=metadata,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _training_data(config: TrainConfig, candles: Candles | None) -> _TrainingData:
+    """Step 1, data: the candles (the newest ``max_rows``) and their features and labels."""
     candles = load_data() if candles is None else candles
     frame = candles.frame
     if config.max_rows is not None and len(frame) > config.max_rows:
         frame = frame.iloc[-config.max_rows :].reset_index(drop=True)
         candles = Candles(frame, candles.report)
     dataset = build_dataset(candles, label_horizon=config.label_horizon)
-    features = dataset.features.astype("float32")
-    labels = dataset.labels.astype("float32")
-    del dataset
-
-    holdout = tail_split(
-        len(features), test_fraction=config.holdout_fraction, gap_bars=config.gap_bars
+    return _TrainingData(
+        candles, dataset.features.astype("float32"), dataset.labels.astype("float32")
     )
-    pre_holdout = holdout.train
-    folds = walk_forward_splits(len(pre_holdout), n_folds=config.n_folds, gap_bars=config.gap_bars)
 
-    fold_infos: list[dict[str, Any]] = []
-    fold_curves: list[dict[str, Any]] = []
-    out_of_fold: dict[str, pd.Series] = {}
-    fold_bar = tqdm(folds, desc="walk-forward folds", unit="fold", disable=not progress)
+
+def _walk_forward(
+    data: _TrainingData, pre_holdout_rows: int, config: TrainConfig, *, progress: bool
+) -> _Folds:
+    """Step 2, folds: expanding walk-forward folds over the rows before the holdout."""
+    splits = walk_forward_splits(pre_holdout_rows, n_folds=config.n_folds, gap_bars=config.gap_bars)
+    folds = _Folds()
+    fold_bar = tqdm(splits, desc="walk-forward folds", unit="fold", disable=not progress)
     for number, split in enumerate(fold_bar, start=1):
         fit, info, fold_probabilities = _evaluate_split(
-            features, labels, split, config, progress=progress, description=f"fold {number} epochs"
+            data, split, config, progress=progress, description=f"fold {number} epochs"
         )
-        out_of_fold[f"fold {number}"] = pd.Series(
-            fold_probabilities["model"], index=features.index[split.test.start : split.test.stop]
-        )
-        fold_infos.append({"fold": number, **info})
-        fold_curves.append(
+        test_index = data.features.index[split.test.start : split.test.stop]
+        folds.out_of_fold[f"fold {number}"] = pd.Series(fold_probabilities["model"], test_index)
+        folds.infos.append({"fold": number, **info})
+        folds.curves.append(
             {"name": f"fold {number}", "train": fit.train_loss, "validation": fit.validation_loss}
         )
         fold_bar.set_postfix(auc=f"{info['metrics']['model']['roc_auc']:.3f}")
     fold_bar.close()
+    return folds
 
-    final, holdout_info, holdout_probabilities = _evaluate_split(
-        features, labels, holdout, config, progress=progress, description="final model epochs"
-    )
-    fold_curves.append(
-        {"name": "final", "train": final.train_loss, "validation": final.validation_loss}
-    )
+
+def _metrics(
+    data: _TrainingData,
+    pre_holdout: range,
+    folds: _Folds,
+    holdout_info: dict[str, Any],
+    final: FitResult,
+    config: TrainConfig,
+    generalisation: bool,
+) -> dict[str, Any]:
+    """Step 3, holdout and folds scored: metrics, the verdict against the baselines, and the
+    other market (hourly data only)."""
     folds_summary = {
-        name: summarize_folds([f["metrics"][name] for f in fold_infos])
+        name: summarize_folds([f["metrics"][name] for f in folds.infos])
         for name in ("model", *BASELINE_NAMES)
     }
     metrics: dict[str, Any] = {
         "holdout": holdout_info["metrics"],
-        "folds": fold_infos,
+        "folds": folds.infos,
         "folds_summary": folds_summary,
     }
     metrics["verdict"] = verdict(metrics["holdout"], folds_summary)
-    if generalisation and candles.interval == BAR_INTERVAL:  # the other market is hourly
-        pre_x = features.iloc[pre_holdout.start : pre_holdout.stop]
-        pre_y = labels.iloc[pre_holdout.start : pre_holdout.stop]
+    if generalisation and data.candles.interval == BAR_INTERVAL:  # the other market is hourly
+        pre_x, pre_y = data.rows(pre_holdout)
         metrics["generalisation"] = {
             GENERALISATION_MARKET: _score_other_market(final.model, pre_x, pre_y, config)
         }
+    return metrics
 
-    version_tag = bentoml.Tag(MODEL_NAME, None).make_new_version()
-    tag = str(version_tag)
-    train_index = features.index[pre_holdout.start : pre_holdout.stop]
-    decision_policy = choose_policy(frame, out_of_fold, config, last_price_time=train_index[-1])
-    holdout_index = features.index[holdout.test.start : holdout.test.stop]
-    metadata: dict[str, Any] = {
+
+def _metadata(
+    data: _TrainingData,
+    holdout: Split,
+    folds: _Folds,
+    final: FitResult,
+    metrics: dict[str, Any],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Step 4, metadata: everything the model carries (ranges, data, metrics, decision policy
+    chosen out of fold, config, versions, expiry)."""
+    candles, frame, index = data.candles, data.candles.frame, data.features.index
+    pre_holdout = holdout.train
+    train_index = index[pre_holdout.start : pre_holdout.stop]
+    decision_policy = choose_policy(
+        frame, folds.out_of_fold, config, last_price_time=train_index[-1]
+    )
+    holdout_index = index[holdout.test.start : holdout.test.stop]
+    return {
         "label_horizon": config.label_horizon,
         "train_range": list(_time_range(train_index)),
         "fit_range": list(final.fit_range),
@@ -554,6 +627,22 @@ def train_and_save(
         **_expiry(config),
     }
 
+
+def _save(
+    model: DirectionModel,
+    tag: str,
+    metadata: dict[str, Any],
+    data: _TrainingData,
+    holdout: Split,
+    loss_curves: list[dict[str, Any]],
+    holdout_probabilities: dict[str, np.ndarray],
+    *,
+    plots: bool,
+    report_dir: Path,
+) -> tuple[str, Path]:
+    """Steps 5-7, report, reference and store: write the report, save the model with its drift
+    reference (the final fit's rows) and the report into the store, copy the report to
+    ``report_dir``. Returns the saved tag and the report folder."""
     from training.report import write_report
 
     with tempfile.TemporaryDirectory(prefix="btcusdt-report-") as scratch:
@@ -561,33 +650,23 @@ def train_and_save(
             Path(scratch),
             tag=tag,
             metadata=metadata,
-            loss_curves=fold_curves,
-            holdout_labels=labels.to_numpy()[holdout.test.start : holdout.test.stop],
+            loss_curves=loss_curves,
+            holdout_labels=data.labels.to_numpy()[holdout.test.start : holdout.test.stop],
             holdout_probabilities=holdout_probabilities,
             plots=plots,
         )
-        train_rows = features.iloc[pre_holdout.start : pre_holdout.stop]  # the final fit's rows
+        train_rows, _ = data.rows(holdout.train)  # the final fit's rows
         saved_tag = save_model(
-            final.model,
+            model,
             metadata=_plain(metadata),
             reference=reference_profile(train_rows.to_numpy(), list(train_rows.columns)),
             extra_files={f"{REPORT_DIR}/{p.name}": p for p in files},
             name=tag,
         )
-        target = (
-            report_dir if report_dir is not None else DEFAULT_REPORTS_DIR / str(version_tag.version)
-        )
-        target.mkdir(parents=True, exist_ok=True)
+        report_dir.mkdir(parents=True, exist_ok=True)
         for path in files:
-            (target / path.name).write_bytes(path.read_bytes())
-    return TrainResult(
-        tag=saved_tag,
-        report_dir=target,
-        metrics=metrics,
-        model=final.model,
-        metadata=metadata,
-        seconds=time.perf_counter() - started,
-    )
+            (report_dir / path.name).write_bytes(path.read_bytes())
+    return saved_tag, report_dir
 
 
 def _summary(result: TrainResult) -> str:

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from cli import app
 from ingest import provenance_path
 from ingest._dataset import parquet_table
-from ingest.cli import data
 from tests.fake_binance import HOUR_MS, FakeBinance, Fault, recorded_klines
 from training.data import load_candles
 
@@ -41,9 +41,10 @@ def klines(recorded: pd.DataFrame) -> list[list]:
 
 
 def run_update(out: Path, base_url: str, *extra: str) -> tuple[int, str, str]:
+    """``btcusdt data update ...`` (the real command line group), in-process."""
     runner = CliRunner()
-    args = ["update", "--since", SINCE, "--out", str(out), "--base-url", base_url, *extra]
-    result = runner.invoke(data, [*args, "--no-progress"], catch_exceptions=False)
+    args = ["data", "update", "--since", SINCE, "--out", str(out), "--base-url", base_url]
+    result = runner.invoke(app, [*args, *extra, "--no-progress"], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -280,11 +281,8 @@ def test_unknown_symbol_and_naive_since_are_refused_with_exit_2(tmp_path, klines
     with FakeBinance(klines).running() as fake:
         code, _, stderr = run_update(out, fake.url, "--symbol", "NOPE1")
         assert code == 2 and "-1121: Invalid symbol." in stderr
-        result = CliRunner().invoke(
-            data,
-            ["update", "--since", "2021-08-01T00:00", "--out", str(out), "--base-url", fake.url],
-        )
-    assert result.exit_code == 2 and "has no UTC offset" in result.stderr
+        code, _, stderr = run_update(out, fake.url, "--since", "2021-08-01T00:00")
+    assert code == 2 and "has no UTC offset" in stderr
     assert not out.exists()
 
 

@@ -66,6 +66,11 @@ def bento_models(home: Path) -> list[list[str]]:
     return out
 
 
+def bento_tag(home: Path) -> str:
+    (path,) = (home / "bentos" / "btcusdt_direction").glob("*/bento.yaml")
+    return f"btcusdt_direction:{yaml.safe_load(path.read_text())['version']}"
+
+
 def test_retrain_cycle_gates_builds_promotes_and_refuses(tmp_path, klines):
     home, out = tmp_path / "bentoml", tmp_path / "live" / "BTCUSDT-1h.parquet"
     with FakeBinance(klines[:ROWS]).running() as fake:
@@ -82,6 +87,7 @@ def test_retrain_cycle_gates_builds_promotes_and_refuses(tmp_path, klines):
         (tag,) = stages(home)
         assert stages(home) == {tag: "production"}
         assert f"promote: {tag} -> production" in first.stdout
+        assert first.stdout.rstrip().endswith(f"served next: {tag} (ship bento {bento_tag(home)})")
         assert bento_models(home) == [[tag]]
         assert "expires 20" in first.stdout  # TrainConfig.lifetime_hours recorded
 
@@ -126,3 +132,35 @@ def test_retrain_refuses_bad_settings_before_fetching_or_training(tmp_path):
         assert result.stderr.startswith(message) or message in result.stderr
         assert result.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_failing_bento_build_leaves_the_store_and_production_as_they_were(
+    tmp_path, klines, monkeypatch
+):
+    """The candidate passed the gate but its bento cannot be built: the candidate is removed
+    again and nothing is promoted (in-process, this session's store)."""
+    from click.testing import CliRunner
+
+    import scripts.build_bento
+    from artifact import list_models
+    from ingest._retrain import production_tag
+    from ingest.cli import retrain as command
+
+    def refuse(tag: str, **_: object) -> None:
+        raise scripts.build_bento.BentoCheckError(f"{tag}: simulated: the bento would need torch")
+
+    monkeypatch.setattr(scripts.build_bento, "build_bento", refuse)
+    before = sorted(str(m.tag) for m in list_models())
+    production = production_tag()
+    out = tmp_path / "BTCUSDT-1h.parquet"
+    with FakeBinance(klines[:ROWS]).running() as fake:
+        args = ["--since", SINCE, "--out", str(out), "--base-url", fake.url, "--no-progress"]
+        args += ["--report-dir", str(tmp_path / "report"), "--margin", "-1"]
+        args += ["--max-epochs", "2", "--patience", "1", "--n-folds", "2"]
+        result = CliRunner().invoke(command, args)
+    assert result.exit_code == 1, result.output
+    assert "error: bento: btcusdt_mlp:" in result.stderr and "simulated" in result.stderr
+    assert "the candidate was removed; production unchanged" in result.stderr
+    assert "gate: passed" in result.stdout  # the steps before the failure were reported
+    assert sorted(str(m.tag) for m in list_models()) == before
+    assert production_tag() == production
