@@ -246,8 +246,9 @@ def test_every_option_of_a_python_module_is_in_its_help():
 
 
 def test_commands_are_pasteable():
-    """No bare ``bentoml`` (not on PATH), no literal ``[--option]`` brackets, no ``<placeholder>``
-    (a shell redirect), no ``~/bentoml`` that ignores ``BENTOML_HOME``."""
+    """No bare ``bentoml`` or ``btcusdt`` (the venv is not on PATH), no literal ``[--option]``
+    brackets, no ``<placeholder>`` (a shell redirect), no ``~/bentoml`` that ignores
+    ``BENTOML_HOME``."""
     problems = []
     for block in shell_blocks():
         commands, _ = split_script(block.text)
@@ -260,8 +261,8 @@ def test_commands_are_pasteable():
             if re.search(r"(?<!:-)~/bentoml", code):
                 problems.append(f"{block.where()}: ~/bentoml instead of $BENTOML_HOME")
         for _, simple in ((b, s) for b, s in all_simple_commands() if b == block):
-            if simple[0] == "bentoml":
-                problems.append(f"{block.where()}: bare bentoml (use .venv/bin/bentoml)")
+            if simple[0] in ("bentoml", "btcusdt", "python", "locust"):
+                problems.append(f"{block.where()}: bare {simple[0]} (not on PATH: use .venv/bin/)")
     assert not problems, "\n".join(problems)
 
 
