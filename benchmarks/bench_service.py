@@ -11,7 +11,8 @@ alternating rounds; goal: predict >= 0.6x the no-op's req/s with p99 <= 2x the n
 load in alternating rounds at 1, 32 and 64 clients; batching must never hurt (on >= off in req/s,
 a lone request's p50 <= 1.2x off's; the ratio is reported, the old 1.5x goal is retired), with
 batch sizes > 1 read from BentoML's ``bentoml_runner_adaptive_batch_size`` histogram. Both
-report the servers' peak RSS (every process of the tree) under load. Bodies are real windows of the bundled candles.
+report the servers' peak RSS (every process of the tree) under load. Bodies are real windows
+of the bundled candles.
 
 Each comparison also gives a CPU-cost ratio (server CPU per answered request, every process of
 the tree): on a machine shared with other work the scheduler shares time per process, so a
