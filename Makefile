@@ -89,7 +89,7 @@ BENTO ?= btcusdt_direction:latest
 build: setup  ## bento of the production model (else the newest; MODEL_TAG=... to choose), checked
 	$(CLI) build $(if $(MODEL_TAG),--model-tag $(MODEL_TAG))
 
-# With Docker: plain `bentoml containerize`. Without (root + buildah/podman, see README): the same
+# With Docker: plain `bentoml containerize`. Without (root + buildah/podman, see docs/deployment.md): the same
 # generated Dockerfile built by buildah into .work/containers, FROM a debootstrap'ed stand-in base.
 containerize: setup  ## OCI image of BENTO (default: the newest bento)
 	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \

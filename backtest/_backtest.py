@@ -45,7 +45,7 @@ def _as_timestamp(value: str | pd.Timestamp, what: str) -> pd.Timestamp:
 class BacktestResult:
     """Per-bar table, statistics and the settings that produced them.
 
-    ``bars`` is the per-bar CSV (see ``shared/API_CONTRACT.md``, "Backtest output");
+    ``bars`` is the per-bar CSV (see ``docs/API_CONTRACT.md``, "Backtest output");
     ``details`` carries mode-specific facts (walk-forward folds, timings, data source).
     """
 

@@ -1,7 +1,7 @@
 """Python clients for the BTCUSDT direction service, over HTTP and gRPC.
 
 Both clients have the same methods and return the same JSON-shaped answers (see
-shared/API_CONTRACT.md); a rejected call raises :class:`ServiceError` with the server's
+docs/API_CONTRACT.md); a rejected call raises :class:`ServiceError` with the server's
 ``error`` message::
 
     from client import HttpClient, GrpcClient

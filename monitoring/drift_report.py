@@ -7,7 +7,7 @@ features with the served model's ``reference.json`` (:func:`monitoring.drift_sta
 - per day: day D (UTC date of the candles) covers the candles of the ``window_days`` days
   ending with D. Hourly features are smoothed over 14-50 bars, so a day's 24 rows are far from
   24 independent draws; a few days of rows read as drifted against a long training window much
-  more often than independent rows would (see README, "Monitoring and reliability").
+  more often than independent rows would (see docs/monitoring.md, "Data drift").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Storage, configuration and temporary files live under a :class:`ContainerWorkspace` directory,
 so nothing touches ``/var/lib/containers`` and a throw-away workspace goes with its directory.
-The recipe is the one measured in issue 7 (README, "Packaging and deployment"):
+The recipe is the one measured in issue 7 (docs/deployment.md, "The container image"):
 
 - podman needs ``runtime = "runc"`` (crun fails on this cgroup set-up), ``cgroup_manager =
   "cgroupfs"``, ``netns = "host"`` and ``default_ulimits`` no higher than the hard limits

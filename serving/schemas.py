@@ -4,7 +4,7 @@ Only JSON-level rules live here (required fields, types, finite numbers). The ca
 (positive prices, ``high >= low``, hourly and strictly increasing timestamps...) are
 ``features.candles.validate_candles``'s, applied in :mod:`serving.windows`, so a rule is
 written once. Bounds are ``ge``/``le`` only: ``gt``/``lt`` become ``exclusiveMinimum`` numbers,
-which are not valid OpenAPI 3.0 (see shared/API_CONTRACT.md).
+which are not valid OpenAPI 3.0 (see docs/API_CONTRACT.md, "Notes").
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ def test_the_btcusdt_script_is_declared_in_pyproject():
     packaged = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     for target, _ in STAGES.values():  # the script must import every command's module
         assert f"{target.split('.')[0]}*" in packaged, target
+    top_level = {p.name for p in REPO_ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert {f"{name}*" for name in top_level - {"tests"}} <= set(packaged)  # and what they import
 
 
 def test_help_lists_every_stage_in_lifecycle_order():
