@@ -182,6 +182,7 @@ def _fast_candles(raw: Any) -> CandleColumns | None:
     else gives None, and the pydantic schema judges it and words the message, so both paths
     accept the same windows. (The pydantic path builds one object per candle: ~25 % of an API
     worker's CPU for a 256-candle window; this takes a few list passes.)"""
+    columns: dict[str, Any]
     if type(raw) is list:
         if not raw or any(type(c) is not dict for c in raw):
             return None
@@ -200,7 +201,7 @@ def _fast_candles(raw: Any) -> CandleColumns | None:
     stamps = _fast_timestamps(columns["timestamp"])
     if stamps is None:
         return None
-    values = {}
+    values: dict[str, Any] = {}
     for name in OHLCV_COLUMNS:
         column = columns[name]
         if not set(map(type, column)) <= {float, int}:

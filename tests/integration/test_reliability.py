@@ -108,6 +108,8 @@ def fuzz_operation(operation, seen: Counter, problems: list[str]):
         candles = body.get("candles")
         if isinstance(candles, list) and any(isinstance(c, dict) for c in candles):
             seen[f"{operation.path} candle objects"] += 1
+        if isinstance(candles, dict) and any(isinstance(c, list) for c in candles.values()):
+            seen[f"{operation.path} candle columns"] += 1
         if isinstance(body.get("windows"), list):
             seen[f"{operation.path} windows"] += 1
         where = f"{case.method} {operation.path} {str(case.body)[:200]!r}"
@@ -136,8 +138,11 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(server, windows, off
         fuzz_operation(operation, seen, problems)()
     assert problems == []
     # The generator really builds request objects from the schemas (hypothesis-jsonschema):
-    # candle objects inside windows, batch bodies, and some valid model_info requests.
-    assert seen["/predict candle objects"] >= 10 and seen["/indicators candle objects"] >= 10
+    # windows in both forms (candle objects, candle columns), batch bodies, and some valid
+    # model_info requests.
+    for path in ("/predict", "/indicators"):
+        assert seen[f"{path} candle objects"] + seen[f"{path} candle columns"] >= 10, seen
+        assert seen[f"{path} candle objects"] >= 1 and seen[f"{path} candle columns"] >= 1, seen
     assert seen["/predict windows"] >= 5
     assert seen["/predict 400"] >= FUZZ_EXAMPLES and seen["/model_info 200"] >= 1
     assert_healthy(url, windows[0], offline)
