@@ -333,13 +333,26 @@ def test_inline_python_compiles_and_imports_what_exists(block, source):
                 ), f"{block.where()}: from {node.module} import {alias.name}"
 
 
-def test_readme_is_short_and_links_to_pages_that_exist():
+def anchors(doc: Path) -> set[str]:
+    """GitHub's heading anchors of a Markdown file."""
+    titles = re.findall(r"^#+\s+(.+?)\s*$", doc.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", t.lower()).replace(" ", "-") for t in titles}
+
+
+def test_readme_is_short_and_links_to_pages_and_sections_that_exist():
     readme = (REPO_ROOT / "README.md").read_text()
     assert len(readme.encode()) <= README_MAX_BYTES
+    broken = []
     for doc in DOCS:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
-            if not re.match(r"^\w+://", target):
-                assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", doc.read_text()):
+            if re.match(r"^\w+://", target):
+                continue
+            path = doc.parent / target if target else doc
+            if not path.exists():
+                broken.append(f"{doc.name}: no file {target}")
+            elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                broken.append(f"{doc.name}: no section #{anchor} in {path.name}")
+    assert not broken, "\n".join(broken)
 
 
 def test_one_section_per_title_in_the_readme():
