@@ -1,7 +1,8 @@
-"""The documentation's commands work as pasted: every shell block of README.md and docs/*.md
-names only ``btcusdt`` subcommands and options, ``python -m`` modules, ``make`` targets and
-repository files that exist; its inline Python compiles and imports what exists; it writes no
-stray file at the repository root; and the README stays short and self-contained."""
+"""The documentation's commands work as pasted: every shell block of README.md, data/README.md
+and docs/*.md names only ``btcusdt`` subcommands and options, ``python -m`` modules, ``make``
+targets and repository files that exist; its inline Python compiles and imports what exists; it
+writes no stray file at the repository root; links reach pages and sections that exist; and the
+README stays short. No file refers to a folder outside the repository for the contract."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ import pytest
 from cli import app
 from devtools import REPO_ROOT
 
-DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+DOCS = [
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "data" / "README.md",
+    *sorted((REPO_ROOT / "docs").glob("*.md")),
+]
 SHELL_LANGS = {"bash", "sh", "shell", "console", "crontab"}
 README_MAX_BYTES = 10 * 1024
 FILE_SUFFIXES = re.compile(r"\.(py|ya?ml|md|json|toml|txt|csv|gz|parquet|lock|in|zip|log)$")
