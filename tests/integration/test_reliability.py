@@ -105,11 +105,13 @@ def fuzz_operation(operation, seen: Counter, problems: list[str]):
         response = case.call(timeout=60)
         seen[f"{operation.path} {response.status_code}"] += 1
         body = case.body if isinstance(case.body, dict) else {}
-        candles = body.get("candles")
-        if isinstance(candles, list) and any(isinstance(c, dict) for c in candles):
-            seen[f"{operation.path} candle objects"] += 1
-        if isinstance(candles, dict) and any(isinstance(c, list) for c in candles.values()):
-            seen[f"{operation.path} candle columns"] += 1
+        windows = body.get("windows") if isinstance(body.get("windows"), list) else []
+        for window in [body, *(w for w in windows if isinstance(w, dict))]:
+            candles = window.get("candles")
+            if isinstance(candles, list) and any(isinstance(c, dict) for c in candles):
+                seen[f"{operation.path} candle objects"] += 1
+            if isinstance(candles, dict) and any(isinstance(c, list) for c in candles.values()):
+                seen[f"{operation.path} candle columns"] += 1
         if isinstance(body.get("windows"), list):
             seen[f"{operation.path} windows"] += 1
         where = f"{case.method} {operation.path} {str(case.body)[:200]!r}"
@@ -138,8 +140,8 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(server, windows, off
         fuzz_operation(operation, seen, problems)()
     assert problems == []
     # The generator really builds request objects from the schemas (hypothesis-jsonschema):
-    # windows in both forms (candle objects, candle columns), batch bodies, and some valid
-    # model_info requests.
+    # windows in both forms (candle objects, candle columns; alone or in a batch), batch
+    # bodies, and some valid model_info requests.
     for path in ("/predict", "/indicators"):
         assert seen[f"{path} candle objects"] + seen[f"{path} candle columns"] >= 10, seen
         assert seen[f"{path} candle objects"] >= 1 and seen[f"{path} candle columns"] >= 1, seen
