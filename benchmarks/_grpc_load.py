@@ -8,13 +8,12 @@ method), so the client spends its CPU on the transport, not on protobuf.
 from __future__ import annotations
 
 import asyncio
-import resource
 import time
 
 import grpc
 from bentoml.grpc.v1 import service_pb2
 
-from benchmarks._load import LoadResult
+from benchmarks._load import LoadResult, measured
 
 CALL = "/bentoml.grpc.v1.BentoService/Call"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -55,21 +54,11 @@ async def _run(address, requests, concurrency, warmup_s, duration_s) -> LoadResu
         call = channel.unary_unary(CALL)  # bytes in, bytes out
         measure_from = time.perf_counter() + warmup_s
         stop_at = measure_from + duration_s
-        tasks = asyncio.gather(
-            *(
-                _worker(call, requests, k * 7, measure_from, stop_at, result)
-                for k in range(concurrency)
-            )
-        )
-        while time.perf_counter() < measure_from and not tasks.done():
-            await asyncio.sleep(0.05)
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        await tasks
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    result.duration_s = duration_s
-    result.client_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (
-        cpu_before.ru_utime + cpu_before.ru_stime
-    )
+        clients = [
+            _worker(call, requests, k * 7, measure_from, stop_at, result)
+            for k in range(concurrency)
+        ]
+        await measured(clients, measure_from, duration_s, result)
     return result
 
 

@@ -128,7 +128,16 @@ async def _run(
         _connection(host, port, requests, k * 7, measure_from, stop_at, result)
         for k in range(concurrency)
     ]
-    runner = asyncio.gather(*tasks)
+    await measured(tasks, measure_from, duration_s, result)
+    return result
+
+
+async def measured(
+    clients: list, measure_from: float, duration_s: float, result: LoadResult
+) -> None:
+    """Run the closed-loop ``clients`` (coroutines) to their end; the measured window's length
+    and this process's CPU time in it go into ``result``."""
+    runner = asyncio.gather(*clients)
     while time.perf_counter() < measure_from and not runner.done():
         await asyncio.sleep(0.05)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -138,7 +147,6 @@ async def _run(
     result.client_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (
         cpu_before.ru_utime + cpu_before.ru_stime
     )
-    return result
 
 
 def run_load(
