@@ -214,9 +214,7 @@ def validate_candles(
         raise ValueError(f"row_names has {len(row_names)} names for {len(frame)} rows")
 
     def where(i: int) -> str:
-        if row_names is not None:
-            return str(row_names[int(i)])
-        return f"{row_label} {int(i) + row_offset}"
+        return _row_name(i, row_label, row_offset, row_names)
 
     ts = frame[TIMESTAMP_COLUMN]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
@@ -253,6 +251,15 @@ def validate_candles(
     return out
 
 
+def _row_name(
+    i: int | np.integer, row_label: str, row_offset: int, row_names: Sequence[str] | None
+) -> str:
+    """How row ``i`` is called in messages: its name if given, else ``<row_label> <i+offset>``."""
+    if row_names is not None:
+        return str(row_names[int(i)])
+    return f"{row_label} {int(i) + row_offset}"
+
+
 def _stamp(us: int | np.integer) -> pd.Timestamp:
     return pd.Timestamp(int(us), unit="us", tz="UTC")
 
@@ -282,9 +289,7 @@ def check_candle_arrays(
     """
 
     def where(i: int | np.integer) -> str:
-        if row_names is not None:
-            return str(row_names[int(i)])
-        return f"{row_label} {int(i) + row_offset}"
+        return _row_name(i, row_label, row_offset, row_names)
 
     if len(timestamps_us) == 0:
         raise CandleValidationError("no candles")

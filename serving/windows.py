@@ -53,10 +53,6 @@ class CandleWindow:
     def last_timestamp_us(self) -> int:
         return int(self.timestamps_us[-1])
 
-    @property
-    def last_timestamp(self) -> pd.Timestamp:
-        return pd.Timestamp(self.last_timestamp_us, unit="us", tz="UTC")
-
     @cached_property
     def frame(self) -> pd.DataFrame:
         """The canonical candle frame (``features.validate_candles``'s form), built on demand
@@ -71,11 +67,6 @@ class CandleWindow:
 def format_epoch_us(us: int | np.integer) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix, as in the contract (``2021-11-10T14:00:00Z``)."""
     return f"{np.datetime64(int(us), 'us').astype('datetime64[s]')}Z"
-
-
-def format_timestamp(ts: pd.Timestamp) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix, as in the contract (``2021-11-10T14:00:00Z``)."""
-    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _where(loc: Sequence[str | int]) -> str:

@@ -22,7 +22,7 @@ from serving.io import ValidatedJSON
 from serving.middleware import contract_error_body
 from serving.runners import _window_features
 from serving.schemas import PredictRequest
-from serving.windows import format_timestamp, parse_predict, request_windows
+from serving.windows import format_epoch_us, parse_predict, request_windows
 
 LIMITS = {"min_candles": WARMUP_BARS + 1, "max_candles": 2048, "max_windows": 64}
 
@@ -42,7 +42,7 @@ def test_a_valid_window_becomes_the_validated_candle_frame(window):
     (parsed,) = request_windows(decode(body), **LIMITS)
     pd.testing.assert_frame_equal(parsed.frame, window)
     np.testing.assert_array_equal(parsed.ohlcv, window[list(OHLCV_COLUMNS)].to_numpy())
-    assert format_timestamp(parsed.last_timestamp) == "2021-10-13T11:00:00Z"
+    assert format_epoch_us(parsed.last_timestamp_us) == "2021-10-13T11:00:00Z"
 
 
 def test_epoch_ms_and_offset_timestamps_mean_the_same_instant(window):
