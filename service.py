@@ -20,6 +20,7 @@ from bentoml._internal.context import server_context
 from artifact import load_model, model_summary
 from features import FEATURE_SET_VERSION
 from serving import answers, grpc_status, schemas
+from serving.batching import install_dispatcher
 from serving.guard import runner_sessions_ignore_environment
 from serving.io import ValidatedJSON
 from serving.logs import configure_logging, log_event
@@ -55,6 +56,7 @@ parse_predict_sized = functools.partial(
     parse_predict, max_candles=settings.max_candles, max_windows=settings.max_windows
 )
 parse_indicators_sized = functools.partial(parse_indicators, max_candles=settings.max_candles)
+install_dispatcher(settings.batch_dispatch)  # batches sent when the runner is free
 runner_sessions_ignore_environment()  # no proxy/.netrc lookups per runner call (serving/guard.py)
 monitor = PredictionMonitor(served, settings)  # prediction log + drift gauges (serving/monitor.py)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,8 @@ class ServeSettings(BaseSettings):
             every 15-30 s; recomputing PSI/KS for every 50 predictions under load cost ~10 %
             of an API worker's CPU).
         drift_min_rows: rows needed before the drift gauges are exported at all.
+        batch_dispatch: when a runner sends a batch (``serving.batching``): ``idle`` (the
+            default) as soon as its worker is free, ``bentoml`` after BentoML 1.4's learnt wait.
         runner_probe_after_s: a runner call unanswered this long triggers a readiness probe of
             the runner (``serving.guard``).
         runner_probe_timeout_s: a runner that does not answer its probe this fast is down:
@@ -63,6 +66,7 @@ class ServeSettings(BaseSettings):
     drift_every: int = Field(default=50, ge=1)
     drift_min_interval_s: float = Field(default=5.0, ge=0)
     drift_min_rows: int = Field(default=100, ge=10)
+    batch_dispatch: Literal["idle", "bentoml"] = "idle"
     runner_probe_after_s: float = Field(default=1.0, gt=0)
     runner_probe_timeout_s: float = Field(default=2.0, gt=0)
     clickhouse_url: SecretStr | None = None
