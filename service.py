@@ -34,6 +34,7 @@ from serving.startup import (
     schedule_ready_announcement,
     silence_legacy_api_warnings,
 )
+from serving.tracing import skip_unsampled_tracing
 from serving.windows import (
     parse_indicators,
     parse_model_info,
@@ -57,6 +58,7 @@ parse_predict_sized = functools.partial(
 )
 parse_indicators_sized = functools.partial(parse_indicators, max_candles=settings.max_candles)
 install_dispatcher(settings.batch_dispatch)  # batches sent when the runner is free
+skip_unsampled_tracing()  # no OpenTelemetry spans per request while none is kept
 runner_sessions_ignore_environment()  # no proxy/.netrc lookups per runner call (serving/guard.py)
 monitor = PredictionMonitor(served, settings)  # prediction log + drift gauges (serving/monitor.py)
 

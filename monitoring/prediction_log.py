@@ -4,8 +4,8 @@ The log is BentoML's ``default`` monitor output: under the configured ``log_path
 ``btcusdt_predictions/data/data.<worker>.log`` (and its daily rotations
 ``data.<worker>.log.<YYYY-MM-DD>``), one JSON object per line with the features, the outputs
 (``probability_up``, ``signal``, ``model_tag``, ``horizon_bars``), ``candle_timestamp`` (open time
-of the window's last candle) and BentoML's ``timestamp`` (when it was logged), ``request_id``,
-``trace_id``.
+of the window's last candle), ``request_id`` (the request's ``x-request-id``) and BentoML's
+``timestamp`` (when it was logged) and ``trace_id``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from bentoml.exceptions import RemoteException, ServiceUnavailable
 from serving.errors import error_body
 from serving.logs import log_event
 from serving.settings import ServeSettings
+from serving.tracing import tracing_keeps_traces
 
 
 def unavailable(runner_name: str, why: str) -> ServiceUnavailable:
@@ -125,14 +126,6 @@ def runner_guard(runner: Any) -> RunnerGuard:
     return guard
 
 
-def _tracing_samples() -> bool:
-    """Whether BentoML's tracing keeps any trace (``tracing.sample_rate`` > 0; its default,
-    unset, keeps none)."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    return bool(BentoMLContainer.config.tracing.sample_rate.get())
-
-
 def runner_sessions_ignore_environment() -> bool:
     """Make BentoML's runner clients cheaper per call, without changing what they send.
 
@@ -163,7 +156,7 @@ def runner_sessions_ignore_environment() -> bool:
     def lean_session(self: Any) -> Any:
         session = create(self)
         session._trust_env = False
-        if not _tracing_samples():
+        if not tracing_keeps_traces():
             session._trace_configs = []
         return session
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import bentoml
 import numpy as np
+from bentoml._internal.context import trace_context
 
 from artifact import REFERENCE_FILE, LoadedModel, read_reference
 from features import FEATURE_NAMES
@@ -189,7 +190,13 @@ class PredictionMonitor:
             )
 
     def record(self, features: np.ndarray, answers: list[dict[str, Any]]) -> None:
-        """Log the predictions and feed the drift window; never fails the request."""
+        """Log the predictions and feed the drift window; never fails the request.
+
+        The log's ``request_id`` column (BentoML's trace context) is set to the request's
+        ``x-request-id``, the id its answer, JSON logs and ClickHouse rows carry (BentoML would
+        put a span id there, or nothing once unsampled tracing is skipped: serving/tracing.py).
+        """
+        trace_context.request_id = current_request_id()  # type: ignore[assignment]
         try:
             log_predictions(features, answers, options=self.log_options)
         except Exception as exc:  # a full disk must not turn answers into errors

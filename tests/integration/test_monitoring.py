@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from sklearn.metrics import accuracy_score, brier_score_loss, roc_auc_score
 
 from artifact import REFERENCE_FILE, load_model
-from client import HttpClient
+from client import HttpClient, candles_payload
 from devtools import REPO_ROOT, free_port, isolated_home, running_server
 from features import FEATURE_NAMES, OHLCV_COLUMNS, WARMUP_BARS, compute_window_features
 from monitoring.drift_report import daily_drift
@@ -253,6 +253,28 @@ def test_prediction_log_holds_every_answer_with_its_features(
     roles = {c["name"]: c["role"] for c in schema["columns"]}
     assert all(roles[name] == "feature" for name in FEATURE_NAMES)
     assert roles["probability_up"] == roles["signal"] == "prediction"
+
+
+@pytest.mark.integration
+def test_prediction_log_names_each_answer_by_its_request_id(monitored, unshifted_phase, unshifted):
+    """The log's request_id is the one the client sent (X-Request-ID), as in the answer's
+    header, the JSON logs and ClickHouse; requests sent without one get a generated id."""
+    window = unshifted[3]
+    monitored["client"].call("predict", {"candles": candles_payload(window)}, request_id="log-7")
+    data = monitored["logs"] / "btcusdt_predictions" / "data" / "data.1.log"
+    deadline = time.monotonic() + 10
+    while True:
+        records = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+        ours = [r for r in records if r["request_id"] == "log-7"]
+        if ours or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    last = pd.Timestamp(window["timestamp"].iloc[-1]).tz_convert("UTC")
+    assert [pd.Timestamp(r["candle_timestamp"]) for r in ours] == [last]
+    fed = [r for r in records if r["request_id"] != "log-7"]
+    ids = {r["request_id"] for r in fed}
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids), sorted(ids)[:3]
+    assert len(ids) == len(fed) // BATCH  # one id per batch request of BATCH windows
 
 
 @pytest.mark.integration

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import bentoml
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,6 +172,46 @@ def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path)
     finally:
         BentoMLContainer.config.tracing.sample_rate.set(None)
         BentoMLContainer.remote_runner_mapping.set(mapping)
+
+
+def test_unsampled_tracing_adds_no_middleware_and_sampled_tracing_keeps_it():
+    """BentoML wraps its API and runner apps in OpenTelemetry's ASGI middleware even when its
+    sampler drops every span; serving.tracing.skip_unsampled_tracing leaves it out then, and
+    only then: with tracing.sample_rate > 0 both apps are built as BentoML builds them."""
+    import warnings
+
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.server.http_app import HTTPAppFactory
+    from bentoml._internal.server.runner_app import RunnerAppFactory
+
+    from serving.runners import FeatureRunnable
+    from serving.tracing import skip_unsampled_tracing
+
+    runner = bentoml.legacy.Runner(FeatureRunnable, name="features")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        service = bentoml.legacy.Service("tracing_probe", runners=[runner])
+
+    def traced() -> tuple[bool, bool]:
+        apps = (HTTPAppFactory(service), RunnerAppFactory(runner))
+        return tuple(  # type: ignore[return-value]
+            "OpenTelemetryMiddleware" in [m.cls.__name__ for m in app.middlewares] for app in apps
+        )
+
+    patched_before = getattr(HTTPAppFactory.middlewares.fget, "_skips_unsampled_tracing", False)
+    if not patched_before:  # BentoML's own set-up, which the patch exists for
+        assert traced() == (True, True)
+    assert skip_unsampled_tracing() is True
+    assert skip_unsampled_tracing() is True  # idempotent
+    assert BentoMLContainer.config.tracing.sample_rate.get() is None
+    assert traced() == (False, False)
+    BentoMLContainer.config.tracing.sample_rate.set(0.25)  # tracing on: the middleware stays
+    try:
+        assert traced() == (True, True)
+    finally:
+        BentoMLContainer.config.tracing.sample_rate.set(None)
+    names = [m.cls.__name__ for m in HTTPAppFactory(service).middlewares]
+    assert "HTTPTrafficMetricsMiddleware" in names  # the metrics stay, whatever tracing says
 
 
 # ---------------------------------------------------------------- the column form of a window
