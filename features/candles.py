@@ -62,72 +62,50 @@ def parse_timestamps(values: pd.Series, *, what: str = "timestamp") -> pd.Series
 
 
 _US_PER_S = 1_000_000
-_ISO_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
-_ISO_SEPARATORS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":"}
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-
-
-def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant, "chrono-compatible
-    low-level date algorithms", https://howardhinnant.github.io/date_algorithms.html)."""
-    year = year - (month <= 2)
-    era = np.floor_divide(year, 400)
-    year_of_era = year - era * 400
-    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146097 + day_of_era - 719468
+# The canonical forms with every digit written 0 (the offset's sign may also be "-").
+_ISO_LAYOUTS = {20: b"0000-00-00T00:00:00Z", 25: b"0000-00-00T00:00:00+00:00"}
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_YEAR_ONE = np.datetime64("0001-01-01T00:00:00", "s")
 
 
 def _canonical_iso_us(stamps: list[str]) -> np.ndarray | None:
     """Epoch microseconds of ``YYYY-MM-DDTHH:MM:SSZ`` or ``YYYY-MM-DDTHH:MM:SS+HH:MM`` strings
     (all of one of these lengths), decoded with array arithmetic; ``None`` for anything else,
-    which :func:`parse_timestamps` then judges (this path accepts nothing it would refuse)."""
+    which :func:`parse_timestamps` then judges (this path accepts nothing it would refuse).
+
+    The layout is checked on the bytes with every digit turned into ``0``; NumPy's strict ISO
+    parser then reads the date and time and refuses impossible ones (month 13, 29 February of
+    a common year, hour 24, second 60).
+    """
     lengths = set(map(len, stamps))
-    if len(lengths) != 1 or (width := lengths.pop()) not in (20, 25):
+    if len(lengths) != 1 or (width := lengths.pop()) not in _ISO_LAYOUTS:
         return None
     try:
         raw = "".join(stamps).encode("ascii")
     except UnicodeEncodeError:
         return None
-    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(stamps), width)
-    separators = dict(_ISO_SEPARATORS)
-    digit_columns = list(_ISO_DIGITS)
-    if width == 20:
-        separators[19] = "Z"
-    else:
-        separators[22] = ":"
-        digit_columns += [20, 21, 23, 24]
-        sign = chars[:, 19]
-        if not np.isin(sign, (ord("+"), ord("-"))).all():
-            return None
-    for column, char in separators.items():
-        if not (chars[:, column] == ord(char)).all():
-            return None
-    digits = chars[:, digit_columns].astype(np.int64) - ord("0")
-    if not ((digits >= 0) & (digits <= 9)).all():
-        return None
-
-    def number(first: int, count: int) -> np.ndarray:
-        value = np.zeros(len(stamps), dtype=np.int64)
-        for k in range(first, first + count):
-            value = value * 10 + digits[:, k]
-        return value
-
-    year, month, day = number(0, 4), number(4, 2), number(6, 2)
-    hour, minute, second = number(8, 2), number(10, 2), number(12, 2)
-    if not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)).all():
-        return None
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = _DAYS_IN_MONTH[month] + (leap & (month == 2))
-    if not ((day <= month_days) & (hour <= 23) & (minute <= 59) & (second <= 59)).all():
-        return None
-    seconds = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
+    layout = bytearray(raw.translate(_DIGITS_TO_ZERO))
     if width == 25:
-        offset_hours, offset_minutes = number(14, 2), number(16, 2)
-        if not ((offset_hours <= 23) & (offset_minutes <= 59)).all():
+        if not set(layout[19::25]) <= {ord("+"), ord("-")}:
             return None
-        direction = np.where(sign == ord("+"), 1, -1)
-        seconds = seconds - direction * (offset_hours * 3600 + offset_minutes * 60)
+        layout[19::25] = b"+" * len(stamps)
+    if layout != _ISO_LAYOUTS[width] * len(stamps):
+        return None
+    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(stamps), width)
+    try:
+        local = np.ascontiguousarray(chars[:, :19]).view("S19").ravel().astype("datetime64[s]")
+    except ValueError:
+        return None
+    if (local < _YEAR_ONE).any():  # year 0000: NumPy reads it, the rules do not
+        return None
+    seconds = local.astype(np.int64)
+    if width == 25:
+        offset = (chars[:, (20, 21, 23, 24)].astype(np.int64) - ord("0")) * (10, 1, 10, 1)
+        hours, minutes = offset[:, 0] + offset[:, 1], offset[:, 2] + offset[:, 3]
+        if not ((hours <= 23) & (minutes <= 59)).all():
+            return None
+        direction = np.where(chars[:, 19] == ord("+"), 1, -1)
+        seconds = seconds - direction * (hours * 3600 + minutes * 60)
     return seconds * _US_PER_S
 
 

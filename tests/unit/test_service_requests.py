@@ -317,7 +317,7 @@ def _random_stamps(rng: np.random.Generator, n: int) -> list[str]:
 def test_timestamp_decoding_accepts_and_refuses_as_pandas_does():
     """``timestamps_to_us`` decodes canonical ISO strings with NumPy: each string alone must
     give pandas' instant, or be refused by the same rule (its fallback is pandas)."""
-    from features.candles import parse_timestamps, timestamps_to_us
+    from features.candles import _canonical_iso_us, parse_timestamps, timestamps_to_us
 
     rng = np.random.default_rng(7)
     stamps = _random_stamps(rng, 2000)
@@ -331,8 +331,22 @@ def test_timestamp_decoding_accepts_and_refuses_as_pandas_does():
             refused += 1
             continue
         assert timestamps_to_us([stamp]).tolist() == expected.array.asi8.tolist(), stamp
+        fast = _canonical_iso_us([stamp])  # every string here has a canonical layout
+        assert fast is not None and fast.tolist() == expected.array.asi8.tolist(), stamp
         agreed += 1
     assert agreed > 500 and refused > 500  # both sides of every rule were exercised
+    off_layout = [
+        "0000-01-01T00:00:00Z",  # NumPy reads year 0; the rules refuse it
+        "2021-01-0aT00:00:00Z",
+        "2021/01/01T00:00:00Z",
+        "2021-01-01 00:00:00Z",
+        "2021-01-01T00:00:00*01:00",
+        "2021-01-01T00:00:00+01-00",
+        "２０２１-01-01T00:00:00Z",
+    ]
+    for stamp in off_layout:
+        assert _canonical_iso_us([stamp]) is None, stamp
+        assert _canonical_iso_us(["2021-01-01T00:00:00Z", stamp]) is None, stamp
     leap = ["2024-02-29T23:00:00Z", "2000-02-29T00:00:00+01:00", "1900-03-01T00:00:00-05:30"]
     expected = parse_timestamps(pd.Series(leap)).astype("datetime64[us, UTC]").array.asi8
     np.testing.assert_array_equal(timestamps_to_us(leap), expected)
