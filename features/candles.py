@@ -316,7 +316,7 @@ def check_candle_arrays(
             f"after {_stamp(ts[i - 1])})"
         )
     if interval is not None and len(ts) > 1:
-        interval_us = interval // pd.Timedelta(microseconds=1)
+        interval_us = pd.Timedelta(interval).value // 1000  # ns to us, without Timedelta math
         off_grid = step % interval_us != 0
         if off_grid.any():
             i = int(np.argmax(off_grid)) + 1

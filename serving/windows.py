@@ -8,6 +8,7 @@ names the offending field: ``candles row 3: high (...) must be >= low (...)``, o
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -167,6 +168,9 @@ def _fast_timestamps(stamps: list[Any]) -> list[Any] | None:
     return None
 
 
+_row_fields = operator.itemgetter(*CANDLE_FIELDS)
+
+
 def _fast_candles(raw: Any) -> CandleColumns | None:
     """The window ``raw`` (row or column form) as validated columns, when it is plainly valid
     JSON-wise: every field present with the type the schema wants, numbers finite. Anything
@@ -175,12 +179,14 @@ def _fast_candles(raw: Any) -> CandleColumns | None:
     worker's CPU for a 256-candle window; this takes a few list passes.)"""
     columns: dict[str, Any]
     if type(raw) is list:
-        if not raw or any(type(c) is not dict for c in raw):
+        if not raw or set(map(type, raw)) != {dict}:
             return None
-        try:
-            columns = {name: [c[name] for c in raw] for name in CANDLE_FIELDS}
+        try:  # one pass over the rows, in C: (timestamp, open, ...) per row, then transposed
+            transposed = zip(*map(_row_fields, raw), strict=True)
+            columns = dict(zip(CANDLE_FIELDS, transposed, strict=True))
         except KeyError:
             return None
+        columns["timestamp"] = list(columns["timestamp"])
     elif type(raw) is dict:
         columns = {name: raw.get(name) for name in CANDLE_FIELDS}
         if any(type(v) is not list for v in columns.values()):
@@ -290,7 +296,8 @@ def candle_window(
     if len(stamps) > max_candles:
         raise _too_many_candles(field, len(stamps), max_candles)
     as_text = isinstance(stamps[0], str)
-    if any(isinstance(stamp, str) != as_text for stamp in stamps):
+    kinds = set(map(type, stamps))
+    if len(kinds) > 1 and any(issubclass(kind, str) for kind in kinds):
         row = next(i for i, stamp in enumerate(stamps) if isinstance(stamp, str) != as_text)
         raise reject(
             "invalid_timestamp",
