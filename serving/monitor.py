@@ -214,26 +214,44 @@ class PredictionMonitor:
             self.clickhouse.stop()
 
 
+_monitors: dict[str, Any] = {}  # the one BentoML monitor object per name, once created
+
+
 def log_predictions(
     features: np.ndarray, answers: list[dict[str, Any]], *, options: dict[str, Any] | None = None
 ) -> None:
     """One prediction-log record per answer (``bentoml.monitor``; a no-op when disabled).
-    ``options`` replace the configured ``monitoring.options`` (used on the first call only)."""
-    recorder = (  # monitor_options=None would not mean "as configured"
-        bentoml.monitor(MONITOR_NAME)
-        if options is None
-        else bentoml.monitor(MONITOR_NAME, monitor_options=options)
-    )
-    with recorder as monitor:
-        for j, name in enumerate(FEATURE_NAMES):
-            monitor.log_batch(features[:, j].tolist(), name, "feature", "numerical")
-        columns = (
-            (CANDLE_TIMESTAMP, "feature", "categorical"),
-            ("probability_up", "prediction", "numerical"),
-            ("signal", "prediction", "categorical"),
-            ("model_tag", "prediction", "categorical"),
-            ("horizon_bars", "prediction", "numerical"),
+    ``options`` replace the configured ``monitoring.options`` (used on the first call only).
+
+    The first call goes through ``bentoml.monitor``, which creates the monitor; later ones
+    record on that same object directly (what ``bentoml.monitor`` does, without its
+    dependency injection: ~40 % of this function's CPU)."""
+    monitor = _monitors.get(MONITOR_NAME)
+    if monitor is None:
+        recorder = (  # monitor_options=None would not mean "as configured"
+            bentoml.monitor(MONITOR_NAME)
+            if options is None
+            else bentoml.monitor(MONITOR_NAME, monitor_options=options)
         )
-        for name, role, data_type in columns:
-            key = "timestamp" if name == CANDLE_TIMESTAMP else name
-            monitor.log_batch([a[key] for a in answers], name, role, data_type)
+        with recorder as monitor:
+            _log_columns(monitor, features, answers)
+        _monitors[MONITOR_NAME] = monitor
+        return
+    monitor.start_record()
+    _log_columns(monitor, features, answers)
+    monitor.stop_record()
+
+
+def _log_columns(monitor: Any, features: np.ndarray, answers: list[dict[str, Any]]) -> None:
+    for j, name in enumerate(FEATURE_NAMES):
+        monitor.log_batch(features[:, j].tolist(), name, "feature", "numerical")
+    columns = (
+        (CANDLE_TIMESTAMP, "feature", "categorical"),
+        ("probability_up", "prediction", "numerical"),
+        ("signal", "prediction", "categorical"),
+        ("model_tag", "prediction", "categorical"),
+        ("horizon_bars", "prediction", "numerical"),
+    )
+    for name, role, data_type in columns:
+        key = "timestamp" if name == CANDLE_TIMESTAMP else name
+        monitor.log_batch([a[key] for a in answers], name, role, data_type)
