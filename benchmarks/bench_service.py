@@ -104,13 +104,26 @@ def _measure(
     return result, cpu_ms
 
 
-def _alternate(arms: dict[str, Arm], bodies: list[bytes], args: argparse.Namespace) -> None:
+def _alternate(
+    arms: dict[str, Arm], bodies: list[bytes], args: argparse.Namespace, burst_s: float = 0.0
+) -> None:
     """Load the arms in turn (a, b, a, b, ...) at each concurrency, ``args.rounds`` times, so
-    that load from other work on the machine falls on both alike."""
+    that load from other work on the machine falls on both alike. With ``burst_s``, each
+    one-client run follows ``burst_s`` seconds of 64 clients on the same server (unmeasured):
+    what a lone client meets after a busy spell."""
     print(HEADER)
     for concurrency in args.concurrency:
         for _ in range(args.rounds):
             for label, arm in arms.items():
+                if burst_s and concurrency == 1:
+                    run_load(
+                        arm.server.address,
+                        arm.path,
+                        bodies,
+                        concurrency=64,
+                        duration_s=burst_s,
+                        warmup_s=0.0,
+                    )
                 result, cpu_ms = _measure(arm, bodies, concurrency, args)
                 arm.runs.setdefault(concurrency, []).append((result, cpu_ms))
                 print(_row(label, concurrency, result, cpu_ms), flush=True)
@@ -215,11 +228,18 @@ def bench_ceiling(args: argparse.Namespace, bodies: list[bytes], work_dir: Path)
 
 
 def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path) -> None:
+    """Batching as shipped (sent when the runner is free, ``serving/batching.py``), batching
+    with BentoML's own dispatcher (``BTC_SERVE_BATCH_DISPATCH=bentoml``) and batching off."""
     args = argparse.Namespace(**{**vars(args), "concurrency": args.batching_concurrency})
-    print(f"\n## adaptive batching: as configured vs disabled ({_machine()})")
+    print(f"\n## adaptive batching: as shipped, BentoML's dispatcher, disabled ({_machine()})")
     off = json.loads(json.dumps(args.config_overrides or {}))
     for runner in ("features", "direction"):
         off.setdefault("runners", {}).setdefault(runner, {})["batching"] = {"enabled": False}
+    modes = {
+        "on": (args.config_overrides, None),
+        "bentoml": (args.config_overrides, {"BTC_SERVE_BATCH_DISPATCH": "bentoml"}),
+        "off": (off, None),
+    }
     with ExitStack() as stack:
         servers = {
             mode: stack.enter_context(
@@ -230,31 +250,34 @@ def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path
                     model_tag=args.model_tag,
                     config=args.config,
                     config_overrides=overrides,
+                    env=env,
                     api_workers=args.api_workers,
                 )
             )
-            for mode, overrides in (("on", args.config_overrides), ("off", off))
+            for mode, (overrides, env) in modes.items()
         }
         before = {mode: _warm(server, bodies) for mode, server in servers.items()}
-        arms = {f"batching {mode}": Arm(server, "/predict") for mode, server in servers.items()}
-        _alternate(arms, bodies, args)
+        labels = {"on": "batching on", "bentoml": "on, bentoml", "off": "batching off"}
+        arms = {labels[mode]: Arm(server, "/predict") for mode, server in servers.items()}
+        _alternate(arms, bodies, args, burst_s=args.burst_s)
         moved = {mode: _moved_batches(server, before[mode]) for mode, server in servers.items()}
         for mode, server in servers.items():
-            print(f"batching {mode}: peak RSS under load (MiB): {server.memory.report()}")
-            print(f"batching {mode}: runner batches: {_batch_text(moved[mode])}")
-    print(f"summary, batching on against off ({_machine()}):")
+            print(f"{labels[mode]}: peak RSS under load (MiB): {server.memory.report()}")
+            print(f"{labels[mode]}: runner batches: {_batch_text(moved[mode])}")
+    print(f"summary, batching against off ({_machine()}; 1 client: right after a burst):")
     batched = any(v.batches > v.batches_of_one for v in moved["on"].values())
     print(f"  batches > 1 recorded: {batched}")
-    for concurrency in args.concurrency:
-        ratios = _ratios(arms["batching on"], arms["batching off"], concurrency, ("on", "off"))
-        # Batching must never hurt: on >= off in req/s, and a lone request's p50 <= 1.2x off's.
-        on, _ = arms["batching on"].pooled(concurrency)
-        off_result, _ = arms["batching off"].pooled(concurrency)
-        p50 = on.percentile_ms(50) / off_result.percentile_ms(50)
-        verdict = f" -> on >= off {_verdict(ratios.rps >= 1.0)}"
-        if concurrency == 1:
-            verdict += f"; lone request p50 ratio {p50:.2f} <= 1.2 {_verdict(p50 <= 1.2)}"
-        print(f"  {concurrency} clients: {ratios.text}{verdict}")
+    for name in ("batching on", "on, bentoml"):
+        for concurrency in args.concurrency:
+            ratios = _ratios(arms[name], arms["batching off"], concurrency, (name, "off"))
+            # Batching must never hurt: on >= off in req/s, a lone request's p50 <= 1.2x off's.
+            on, _ = arms[name].pooled(concurrency)
+            off_result, _ = arms["batching off"].pooled(concurrency)
+            p50 = on.percentile_ms(50) / off_result.percentile_ms(50)
+            verdict = f" -> on >= off {_verdict(ratios.rps >= 1.0)}"
+            if concurrency == 1:
+                verdict += f"; lone request p50 ratio {p50:.2f} <= 1.2 {_verdict(p50 <= 1.2)}"
+            print(f"  {name}, {concurrency} clients: {ratios.text}{verdict}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -275,6 +298,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=int, nargs="+", default=[32, 64], help="ceiling and batching"
     )
     parser.add_argument("--batching-concurrency", type=int, nargs="+", default=[1, 32, 64])
+    parser.add_argument(
+        "--burst-s",
+        type=float,
+        default=4.0,
+        help="batching: seconds of 64 clients (unmeasured) before each 1-client run; 0: none",
+    )
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per figure")
     parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup-s", type=float, default=3.0, help="unmeasured seconds first")
