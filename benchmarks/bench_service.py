@@ -105,11 +105,16 @@ def _measure(
 
 
 def _alternate(
-    arms: dict[str, Arm], bodies: list[bytes], args: argparse.Namespace, burst_s: float = 0.0
+    arms: dict[str, Arm],
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    burst_s: float = 0.0,
+    burst_clients: int = 32,
 ) -> None:
     """Load the arms in turn (a, b, a, b, ...) at each concurrency, ``args.rounds`` times, so
     that load from other work on the machine falls on both alike. With ``burst_s``, each
-    one-client run follows ``burst_s`` seconds of 64 clients on the same server (unmeasured):
+    one-client run follows ``burst_s`` seconds of ``burst_clients`` on the same server
+    (unmeasured):
     what a lone client meets after a busy spell."""
     print(HEADER)
     for concurrency in args.concurrency:
@@ -120,7 +125,7 @@ def _alternate(
                         arm.server.address,
                         arm.path,
                         bodies,
-                        concurrency=64,
+                        concurrency=burst_clients,
                         duration_s=burst_s,
                         warmup_s=0.0,
                     )
@@ -259,7 +264,7 @@ def bench_batching(args: argparse.Namespace, bodies: list[bytes], work_dir: Path
         before = {mode: _warm(server, bodies) for mode, server in servers.items()}
         labels = {"on": "batching on", "bentoml": "on, bentoml", "off": "batching off"}
         arms = {labels[mode]: Arm(server, "/predict") for mode, server in servers.items()}
-        _alternate(arms, bodies, args, burst_s=args.burst_s)
+        _alternate(arms, bodies, args, burst_s=args.burst_s, burst_clients=args.burst_clients)
         moved = {mode: _moved_batches(server, before[mode]) for mode, server in servers.items()}
         for mode, server in servers.items():
             print(f"{labels[mode]}: peak RSS under load (MiB): {server.memory.report()}")
@@ -301,9 +306,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--burst-s",
         type=float,
-        default=4.0,
-        help="batching: seconds of 64 clients (unmeasured) before each 1-client run; 0: none",
+        default=8.0,
+        help="batching: seconds of --burst-clients (unmeasured) before each 1-client run; 0: none",
     )
+    parser.add_argument("--burst-clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per figure")
     parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup-s", type=float, default=3.0, help="unmeasured seconds first")
