@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,8 +30,35 @@ LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 180.0
 
 
+_LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux default 32768)."""
+    try:
+        return int(_LOCAL_PORT_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now, below the kernel's ephemeral range if it can.
+
+    The caller binds it later; a port from the ephemeral range (``bind(0)``) can meanwhile be
+    taken by any outgoing connection on the machine (runner and database clients open many),
+    one below it only by another listener.
+    """
+    low = _ephemeral_low()
+    if low > _LOWEST_PORT + 100:
+        for _ in range(50):
+            port = random.randrange(_LOWEST_PORT, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]

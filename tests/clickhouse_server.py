@@ -84,18 +84,30 @@ def require_clickhouse() -> list[str]:
     return command
 
 
+BIND_ATTEMPTS = 4
+_BIND_FAILURES = ("Address already in use", "Could not bind")
+
+
+class PortTaken(RuntimeError):
+    """clickhouse-server exited because one of its ports was taken."""
+
+
 class ClickHouseServer:
     """One server process; :meth:`stop` and :meth:`start` again keep its data and ports."""
 
     def __init__(self, root: Path, command: list[str]):
         self.root = Path(root)
         self.command = command
-        self.tcp_port, self.http_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
+        self.started = False
         self.root.mkdir(parents=True, exist_ok=True)
+        self._pick_ports()
+        (self.root / "users.xml").write_text(_USERS)
+
+    def _pick_ports(self) -> None:
+        self.tcp_port, self.http_port = free_port(), free_port()
         values = {"root": self.root, "tcp_port": self.tcp_port, "http_port": self.http_port}
         (self.root / "config.xml").write_text(_CONFIG.format(**values))
-        (self.root / "users.xml").write_text(_USERS)
 
     def url(self, database: str) -> str:
         return f"clickhouse://127.0.0.1:{self.tcp_port}/{database}"
@@ -106,7 +118,28 @@ class ClickHouseServer:
         return Client(host="127.0.0.1", port=self.tcp_port, connect_timeout=2)
 
     def start(self) -> None:
-        with (self.root / "stdout.log").open("ab") as log:
+        """Start the server and wait until it answers. A free port can be taken by another
+        process between :func:`devtools.free_port` and the server's bind: the first start then
+        picks other ports, a restart (which must keep its ports) tries the same ones again."""
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                self._start_once()
+                self.started = True
+                return
+            except PortTaken:
+                if attempt == BIND_ATTEMPTS - 1:
+                    raise
+                if self.started:
+                    time.sleep(1.0)
+                else:
+                    self._pick_ports()
+
+    def _start_once(self) -> None:
+        log_path = self.root / "stdout.log"
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        err_path = self.root / "server.err.log"
+        err_start = err_path.stat().st_size if err_path.exists() else 0
+        with log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*self.command, f"--config-file={self.root / 'config.xml'}"],
                 cwd=self.root,
@@ -118,16 +151,29 @@ class ClickHouseServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                client = self.client()
+                if self.process.poll() is not None:
+                    raise RuntimeError("clickhouse-server exited")
+                from clickhouse_driver import Client
+
+                client = Client(
+                    host="127.0.0.1", port=self.tcp_port, connect_timeout=2, send_receive_timeout=5
+                )
                 client.execute("SELECT 1")
                 client.disconnect()
                 return
             except Exception as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    log_tail = (self.root / "stdout.log").read_text(errors="replace")[-2000:]
-                    err = self.root / "server.err.log"
-                    err_tail = err.read_text(errors="replace")[-2000:] if err.exists() else ""
+                    log_text = log_path.read_bytes()[log_start:].decode(errors="replace")
+                    err_text = (
+                        err_path.read_bytes()[err_start:].decode(errors="replace")
+                        if err_path.exists()
+                        else ""
+                    )
+                    log_tail, err_tail = log_text[-2000:], err_text[-2000:]
+                    exited = self.process.poll() is not None
                     self.stop()
+                    if exited and any(f in log_text + err_text for f in _BIND_FAILURES):
+                        raise PortTaken(f"clickhouse-server could not bind:\n{err_tail}") from exc
                     raise RuntimeError(
                         f"clickhouse-server did not start:\n{log_tail}\n{err_tail}"
                     ) from exc

@@ -46,9 +46,16 @@ def test_stop_terms_the_group_then_kills_what_ignores_it():
     assert not _alive(worker)  # the worker ignoring SIGTERM was killed with the group
 
 
-def test_free_port_is_bindable_on_loopback():
+def test_free_port_is_bindable_on_loopback_and_outside_the_ephemeral_range():
+    """Outgoing connections take ports from the kernel's ephemeral range; a port picked below
+    it cannot be taken by one between picking and binding (a CI run once lost a port so)."""
     import socket
+    from pathlib import Path
 
-    port = free_port()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+    ports = {free_port() for _ in range(20)}
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(10_000 <= port < low for port in ports), sorted(ports)
+    assert len(ports) > 1  # random, not one fixed port
