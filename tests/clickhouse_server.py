@@ -112,10 +112,10 @@ class ClickHouseServer:
     def url(self, database: str) -> str:
         return f"clickhouse://127.0.0.1:{self.tcp_port}/{database}"
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self, **options):  # type: ignore[no-untyped-def]
         from clickhouse_driver import Client
 
-        return Client(host="127.0.0.1", port=self.tcp_port, connect_timeout=2)
+        return Client(host="127.0.0.1", port=self.tcp_port, connect_timeout=2, **options)
 
     def start(self) -> None:
         """Start the server and wait until it answers. A free port can be taken by another
@@ -153,11 +153,7 @@ class ClickHouseServer:
             try:
                 if self.process.poll() is not None:
                     raise RuntimeError("clickhouse-server exited")
-                from clickhouse_driver import Client
-
-                client = Client(
-                    host="127.0.0.1", port=self.tcp_port, connect_timeout=2, send_receive_timeout=5
-                )
+                client = self.client(send_receive_timeout=5)  # a stranger on the port: no hang
                 client.execute("SELECT 1")
                 client.disconnect()
                 return
