@@ -16,7 +16,6 @@ repository root, locust can also be used directly::
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from typing import Any
@@ -44,12 +43,49 @@ from loadtests.workload import (
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 _workload: Workload | None = None
+_budget: _RequestBudget | None = None
 
 
 def workload() -> Workload:
     if _workload is None:
         raise RuntimeError("the workload is built when locust starts (events.init)")
     return _workload
+
+
+class _RequestBudget:
+    """``--max-requests``: a user takes a ticket before it sends, so no more than that many
+    requests go out, and the run stops once the last of them has completed.
+
+    Stopping on the count of completions alone overshot: the quit is a greenlet of its own, and
+    until it runs, users kept sending (fast calls such as ``model_info`` complete several times
+    over meanwhile)."""
+
+    def __init__(self, limit: int, environment: Environment) -> None:
+        self.limit = limit
+        self.environment = environment
+        self.issued = 0
+        self.completed = 0
+
+    def take(self) -> bool:
+        if self.issued >= self.limit:
+            return False
+        self.issued += 1
+        return True
+
+    def on_request(self, **_: Any) -> None:
+        self.completed += 1
+        if self.completed == self.limit and self.environment.runner is not None:
+            logging.info("%d requests completed (--max-requests), stopping", self.limit)
+            gevent.spawn(self.environment.runner.quit)
+
+
+def _may_send() -> bool:
+    """Whether this user may send another request; once the budget is spent it idles until the
+    run's quit stops it."""
+    if _budget is None or _budget.take():
+        return True
+    gevent.sleep(0.1)
+    return False
 
 
 @events.init_command_line_parser.add_listener
@@ -68,27 +104,21 @@ def _add_options(parser: Any) -> None:
         "--max-requests",
         type=int,
         default=0,
-        help="stop the run once this many requests have completed (0: no limit)",
+        help="send at most this many requests and stop once they have completed (0: no limit)",
     )
 
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
-    global _workload
+    global _workload, _budget
     options = environment.parsed_options
     window_bars = getattr(options, "window_bars", DEFAULT_WINDOW_BARS)
     _workload = build_workload(window_bars=window_bars, seed=getattr(options, "payload_seed", 0))
     grpc_gevent.init_gevent()  # before any channel exists: gRPC's I/O must yield to gevent
     max_requests = getattr(options, "max_requests", 0)
     if max_requests > 0:
-        completed = itertools.count(1)
-
-        def stop_at_limit(**_: Any) -> None:
-            if next(completed) == max_requests and environment.runner is not None:
-                logging.info("%d requests completed (--max-requests), stopping", max_requests)
-                gevent.spawn(environment.runner.quit)
-
-        environment.events.request.add_listener(stop_at_limit)
+        _budget = _RequestBudget(max_requests, environment)
+        environment.events.request.add_listener(_budget.on_request)
 
 
 @events.quitting.add_listener
@@ -108,6 +138,8 @@ class _HttpUser(FastHttpUser):
         self.rng = np.random.default_rng()
 
     def send(self, kind: str) -> None:
+        if not _may_send():
+            return
         call = workload().pick(kind, self.rng)
         with self.client.post(
             f"/{call.api}",
@@ -187,6 +219,8 @@ class GrpcUser(User):
         self.channel.close()
 
     def call(self, call: Call) -> None:
+        if not _may_send():
+            return
         request = service_pb2.Request(api_name=call.api, serialized_bytes=call.body)
         response_length = 0
         exception: Exception | None = None

@@ -186,8 +186,8 @@ PROG = "python -m loadtests.run"
     type=click.IntRange(1, MAX_REQUESTS),
     default=20_000,
     show_default=True,
-    help="stop once this many requests have completed (whichever of this and the run time "
-    "comes first)",
+    help="send at most this many requests; the run ends once they have completed or at the "
+    "run time, whichever comes first",
 )
 @click.option(
     "--window-bars",
