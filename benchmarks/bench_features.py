@@ -4,7 +4,7 @@ Both engines of :func:`features.compute_window_features` run on the same batches
 256-bar windows from the bundled BTCUSDT candles, interleaved (ta, fast, ta, fast, ...) so that
 load on a shared machine hits both alike; each figure is the median over the repeats. Also
 checks, on every batch, that the two engines agree, and times each feature family's fast kernel
-with either loop flavour (NumPy / Python loops). Usage:
+with either loop flavour (NumPy / compiled scalar loops). Usage:
 ``.venv/bin/python -m benchmarks.bench_features [--bars 256] [--batches 1 8 64 256]``
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from features import OHLCV_COLUMNS, WARMUP_BARS, compute_window_features, contiguous_segments
 from features._family import Bars
-from features._replay import NUMPY_LOOPS, PYTHON_LOOPS
+from features._replay import NUMPY_LOOPS, SCALAR_LOOPS
 from features.indicators import FAMILIES
 from training.data import load_bundled_btcusdt
 
@@ -54,17 +54,17 @@ def real_windows(n_windows: int, n_bars: int, *, seed: int = 0) -> np.ndarray:
     return np.stack(windows)
 
 
-def _loop_flavours(pool: np.ndarray, repeats: int, batches: tuple[int, ...] = (1, 10, 64)) -> None:
+def _loop_flavours(pool: np.ndarray, repeats: int, batches: tuple[int, ...] = (1, 64, 1024)) -> None:
     """ms per call of each family's fast kernel with either loop flavour (``features._replay``):
-    where the Python loops earn their place, recursion by recursion."""
-    print("loop flavours, ms per call of each family's fast kernel (numpy / python loops):")
+    where each flavour earns its place, recursion by recursion."""
+    print("loop flavours, ms per call of each family's fast kernel (numpy / scalar loops):")
     print(f"{'family':<10} " + " ".join(f"{f'batch {b}':>17}" for b in batches))
     for family in FAMILIES:
         cells = []
         for batch in batches:
             _, high, low, close, volume = np.ascontiguousarray(pool[:batch].transpose(2, 1, 0))
             medians = []
-            for loops in (NUMPY_LOOPS, PYTHON_LOOPS):
+            for loops in (NUMPY_LOOPS, SCALAR_LOOPS):
                 call = partial(family.fast, Bars(high, low, close, volume, loops))
                 n_calls = max(1, int(MIN_SAMPLE_S / _sample_s(call, 2)))
                 medians.append(statistics.median(_sample_s(call, n_calls) for _ in range(repeats)))

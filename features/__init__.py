@@ -10,6 +10,7 @@ Public API:
     compute_window_features(windows): the last row's features for a batch of windows (batched
         NumPy fast path by default, equal to the ``ta`` reference).
     make_labels(candles, horizon): the direction target, kept apart from the features.
+    compile_fast_path(): compile the fast path's kernels ahead of the first batch (servers).
 """
 
 from features._compute import (
@@ -26,6 +27,7 @@ from features._contract import (
     WARMUP_BARS,
     WARMUP_TOLERANCE,
 )
+from features._fast import compile_fast_path
 from features.candles import (
     BAR_INTERVAL,
     OHLCV_COLUMNS,
@@ -48,6 +50,7 @@ __all__ = [
     "WARMUP_BARS",
     "WARMUP_TOLERANCE",
     "CandleValidationError",
+    "compile_fast_path",
     "compute_features",
     "compute_features_segmented",
     "compute_window_features",

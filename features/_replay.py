@@ -21,21 +21,43 @@ pandas 3.1 and NumPy 2). Series are laid out ``(bars, windows)``.
 **Two loop flavours.** Each recursion over the bars (EWM, Kahan sum, Welford variance, Wilder's
 mean and sums) is written twice, next to each other, with the same operations in the same order:
 as NumPy vector operations across all windows (one call per bar and operation, ~1 us of call
-overhead each, whatever the batch) and as plain Python float arithmetic, one window at a time
-(IEEE double like NumPy's, ~50 ns an operation, linear in the batch). Both earn their place:
-for one 256-bar window each family's kernel runs 7.8x to 9.3x faster on the Python flavour, for
-64 windows 3.1x to 9.1x faster on the NumPy one (docs/BENCHMARKS.md, "Feature computation",
-loop flavours per family). :class:`Loops` bundles one flavour's recursions, so the feature code
-calls ``bars.loops.ewm_paths(...)`` and never branches on the flavour; everything else here has
-one form.
+overhead each, whatever the batch) and as scalar loops, one window at a time, compiled by Numba
+(IEEE double arithmetic like NumPy's, no fast-math: nothing reassociated or fused). The scalar
+flavour wins up to ~1,000 windows a batch, the NumPy one above (docs/BENCHMARKS.md, "Feature
+computation", loop flavours per family); the tests hold the two to the same bits.
+:class:`Loops` bundles one flavour's recursions, so the feature code calls
+``bars.loops.ewm_paths(...)`` and never branches on the flavour; everything else here has one
+form. ``NUMBA_DISABLE_JIT=1`` runs the scalar kernels as plain Python, with the same results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
+from numba import njit
+
+_Kernel = TypeVar("_Kernel", bound=Callable[..., Any])
+
+
+def _compiled(function: _Kernel) -> _Kernel:
+    """``numba.njit`` of ``function``, compiled at its first call. The machine code is cached on
+    disk where numba finds a writable place (``__pycache__`` beside this file, else
+    ``NUMBA_CACHE_DIR`` or the user's cache directory), so later processes load it in
+    milliseconds; on a read-only file system each process compiles it afresh (~2-3 s for all
+    kernels)."""
+    try:
+        return njit(cache=True)(function)  # type: ignore[return-value]  # a Dispatcher
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(function)  # type: ignore[return-value]
+
+
+def _f64(values: np.ndarray) -> np.ndarray:
+    """``values`` as a float64 array of its own strides (what the compiled kernels take)."""
+    return np.asarray(values, dtype=np.float64)
+
 
 INV_COND_TOL = np.finfo(np.float64).eps * 1e3
 """pandas' rolling-variance threshold: an update that keeps fewer than ~3 significant digits
@@ -147,21 +169,28 @@ def _ewm_paths_numpy(values: np.ndarray, coms: list[float]) -> np.ndarray:
     return paths
 
 
-def _ewm_paths_python(values: np.ndarray, coms: list[float]) -> np.ndarray:
-    """:func:`_ewm_paths_numpy`, one window at a time in Python floats."""
-    out = np.empty_like(values)
-    for k, com in enumerate(coms):
-        old, new = _ewm_weights(com)
+@_compiled
+def _ewm_paths_scalar_kernel(
+    values: np.ndarray, old_wt: np.ndarray, new_wt: np.ndarray, out: np.ndarray
+) -> None:
+    for k in range(values.shape[1]):
+        old, new = old_wt[k], new_wt[k]
         total = old + new
-        for w, series in enumerate(values[:, k].T.tolist()):
-            state = series[0]
-            path = [state]
-            append = path.append
-            for current in series[1:]:
+        for w in range(values.shape[2]):
+            state = values[0, k, w]
+            out[0, k, w] = state
+            for i in range(1, values.shape[0]):
+                current = values[i, k, w]
                 if state != current:
                     state = (old * state + new * current) / total
-                append(state)
-            out[:, k, w] = path
+                out[i, k, w] = state
+
+
+def _ewm_paths_scalar(values: np.ndarray, coms: list[float]) -> np.ndarray:
+    """:func:`_ewm_paths_numpy`, one window at a time in scalar floats."""
+    weights = np.array([_ewm_weights(com) for com in coms])
+    out = np.empty_like(values)
+    _ewm_paths_scalar_kernel(_f64(values), weights[:, 0].copy(), weights[:, 1].copy(), out)
     return out
 
 
@@ -197,23 +226,31 @@ def _rolling_kahan_sums_numpy(values: np.ndarray, lengths: tuple[int, ...]) -> n
     return total
 
 
-def _rolling_kahan_sums_python(values: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
-    """:func:`_rolling_kahan_sums_numpy`, one window at a time in Python floats."""
-    out = np.empty(values.shape[1:])
-    for k, length in enumerate(lengths):
-        for w, series in enumerate(values[:, k].T.tolist()):
+@_compiled
+def _rolling_kahan_sums_scalar_kernel(
+    values: np.ndarray, lengths: np.ndarray, out: np.ndarray
+) -> None:
+    for k in range(values.shape[1]):
+        length = lengths[k]
+        for w in range(values.shape[2]):
             total = comp_add = comp_remove = 0.0
-            for i, value in enumerate(series):
-                removed = -series[i - length] if i >= length else 0.0
+            for i in range(values.shape[0]):
+                removed = -values[i - length, k, w] if i >= length else 0.0
                 y = removed - comp_remove
                 t = total + y
                 comp_remove = t - total - y
                 total = t
-                y = value - comp_add
+                y = values[i, k, w] - comp_add
                 t = total + y
                 comp_add = t - total - y
                 total = t
             out[k, w] = total
+
+
+def _rolling_kahan_sums_scalar(values: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
+    """:func:`_rolling_kahan_sums_numpy`, one window at a time in scalar floats."""
+    out = np.empty(values.shape[1:])
+    _rolling_kahan_sums_scalar_kernel(_f64(values), np.array(lengths, dtype=np.int64), out)
     return out
 
 
@@ -298,6 +335,7 @@ def _recompute(state: _Welford, values: np.ndarray, bar: int, n: int, redo: np.n
     state.comp_remove[redo] = 0.0
 
 
+@_compiled
 def _welford_update(
     value: float, nobs: float, mean: float, ssqdm: float, comp: float, add: bool
 ) -> tuple[float, float, float, float]:
@@ -322,30 +360,40 @@ def _welford_update(
     return nobs, mean, ssqdm, comp
 
 
-def _rolling_variance_python(values: np.ndarray, n: int) -> np.ndarray:
-    """:func:`_rolling_variance_numpy` (its careful replay, which equals the quick one whenever
-    no recompute is due), one window at a time in Python floats."""
-    tol = float(INV_COND_TOL)
-    out = np.empty(values.shape[1])
-    for w, series in enumerate(values.T.tolist()):
+@_compiled
+def _rolling_variance_scalar_kernel(
+    values: np.ndarray, n: int, tol: float, out: np.ndarray
+) -> None:
+    for w in range(values.shape[1]):
         nobs = mean = ssqdm = comp_add = comp_remove = 0.0
-        for i, value in enumerate(series):
+        for i in range(values.shape[0]):
             before = ssqdm
             unstable = False
             if i >= n:  # the bar leaving the window
                 nobs, mean, ssqdm, comp_remove = _welford_update(
-                    series[i - n], nobs, mean, ssqdm, comp_remove, False
+                    values[i - n, w], nobs, mean, ssqdm, comp_remove, False
                 )
                 unstable = before * tol > ssqdm
                 before = ssqdm
-            nobs, mean, ssqdm, comp_add = _welford_update(value, nobs, mean, ssqdm, comp_add, True)
+            nobs, mean, ssqdm, comp_add = _welford_update(
+                values[i, w], nobs, mean, ssqdm, comp_add, True
+            )
             if unstable or before * tol > ssqdm:  # pandas recomputes the window (_recompute)
-                fresh = (0.0, 0.0, 0.0, 0.0)
-                for old in series[max(0, i + 1 - n) : i + 1]:
-                    fresh = _welford_update(old, *fresh, True)
-                _, mean, ssqdm, comp_add = fresh
+                fresh_nobs = fresh_mean = fresh_ssqdm = fresh_comp = 0.0
+                for j in range(max(0, i + 1 - n), i + 1):
+                    fresh_nobs, fresh_mean, fresh_ssqdm, fresh_comp = _welford_update(
+                        values[j, w], fresh_nobs, fresh_mean, fresh_ssqdm, fresh_comp, True
+                    )
+                mean, ssqdm, comp_add = fresh_mean, fresh_ssqdm, fresh_comp
                 comp_remove = 0.0
         out[w] = ssqdm / (nobs - 0.0)
+
+
+def _rolling_variance_scalar(values: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_rolling_variance_numpy` (its careful replay, which equals the quick one whenever
+    no recompute is due), one window at a time in scalar floats."""
+    out = np.empty(values.shape[1])
+    _rolling_variance_scalar_kernel(_f64(values), n, float(INV_COND_TOL), out)
     return out
 
 
@@ -361,14 +409,22 @@ def _wilder_mean_numpy(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarr
     return x
 
 
-def _wilder_mean_python(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """:func:`_wilder_mean_numpy`, one window at a time in Python floats."""
-    out = np.empty_like(seed)
+@_compiled
+def _wilder_mean_scalar_kernel(
+    seed: np.ndarray, values: np.ndarray, n: int, out: np.ndarray
+) -> None:
     keep, divisor = float(n - 1), float(n)
-    for w, (x, series) in enumerate(zip(seed.tolist(), values.T.tolist(), strict=True)):
-        for value in series:
-            x = (x * keep + value) / divisor
+    for w in range(values.shape[1]):
+        x = seed[w]
+        for i in range(values.shape[0]):
+            x = (x * keep + values[i, w]) / divisor
         out[w] = x
+
+
+def _wilder_mean_scalar(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_wilder_mean_numpy`, one window at a time in scalar floats."""
+    out = np.empty(seed.shape)
+    _wilder_mean_scalar_kernel(_f64(seed), _f64(values), n, out)
     return out
 
 
@@ -383,20 +439,24 @@ def _wilder_sums_numpy(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarr
     return out
 
 
-def _wilder_sums_python(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """:func:`_wilder_sums_numpy`, one window at a time in Python floats."""
-    out = np.empty((values.shape[0] + 1, *seed.shape))
+@_compiled
+def _wilder_sums_scalar_kernel(
+    seed: np.ndarray, values: np.ndarray, n: int, out: np.ndarray
+) -> None:
     divisor = float(n)
     for k in range(seed.shape[0]):
-        for w, (x, series) in enumerate(
-            zip(seed[k].tolist(), values[:, k].T.tolist(), strict=True)
-        ):
-            path = [x]
-            append = path.append
-            for value in series:
-                x = x - x / divisor + value
-                append(x)
-            out[:, k, w] = path
+        for w in range(seed.shape[1]):
+            x = seed[k, w]
+            out[0, k, w] = x
+            for i in range(values.shape[0]):
+                x = x - x / divisor + values[i, k, w]
+                out[i + 1, k, w] = x
+
+
+def _wilder_sums_scalar(seed: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_wilder_sums_numpy`, one window at a time in scalar floats."""
+    out = np.empty((values.shape[0] + 1, *seed.shape))
+    _wilder_sums_scalar_kernel(_f64(seed), _f64(values), n, out)
     return out
 
 
@@ -432,12 +492,12 @@ NUMPY_LOOPS = Loops(
     _wilder_mean_numpy,
     _wilder_sums_numpy,
 )
-PYTHON_LOOPS = Loops(
-    "python",
-    _ewm_paths_python,
-    _rolling_kahan_sums_python,
-    _rolling_variance_python,
-    _wilder_mean_python,
-    _wilder_sums_python,
+SCALAR_LOOPS = Loops(
+    "scalar",
+    _ewm_paths_scalar,
+    _rolling_kahan_sums_scalar,
+    _rolling_variance_scalar,
+    _wilder_mean_scalar,
+    _wilder_sums_scalar,
 )
-LOOPS = {loops.name: loops for loops in (NUMPY_LOOPS, PYTHON_LOOPS)}
+LOOPS = {loops.name: loops for loops in (NUMPY_LOOPS, SCALAR_LOOPS)}

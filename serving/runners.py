@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from artifact import load_model
-from features import FEATURE_NAMES, CandleValidationError, compute_features, compute_window_features
+from features import (
+    FEATURE_NAMES,
+    CandleValidationError,
+    compile_fast_path,
+    compute_features,
+    compute_window_features,
+)
 from serving.guard import runner_guard
 from serving.metrics import service_metrics
 
@@ -59,6 +65,9 @@ class FeatureRunnable(bentoml.legacy.Runnable):
 
     SUPPORTED_RESOURCES = ("cpu",)
     SUPPORTS_CPU_MULTI_THREADING = False
+
+    def __init__(self) -> None:
+        compile_fast_path()  # before the runner reports ready, not in the first request
 
     @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
     def last_row(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -94,6 +103,7 @@ class DirectionRunnable(bentoml.legacy.Runnable):
 
     def __init__(self, model_tag: str):
         self.loaded = load_model(model_tag)
+        compile_fast_path()
 
     @bentoml.legacy.Runnable.method(batchable=True, batch_dim=0)
     def predict_windows(self, windows: list[np.ndarray]) -> np.ndarray:

@@ -8,11 +8,17 @@ leaves room only for a platform whose pandas build fuses multiply-adds.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
 from ta.trend import CCIIndicator
 
+from devtools import REPO_ROOT
 from features import (
     FEATURE_NAMES,
     OHLCV_COLUMNS,
@@ -22,7 +28,7 @@ from features import (
     contiguous_segments,
 )
 from features._family import Bars, PriceSeries
-from features._fast import MIN_BARS, PYTHON_LOOPS_MAX_WINDOWS, window_features
+from features._fast import MIN_BARS, SCALAR_LOOPS_MAX_WINDOWS, window_features
 from features._replay import LOOPS as LOOPS_BY_NAME
 from features.indicators import BOLLINGER_WINDOW, CCI_WINDOW, FAMILIES, indicator_frame
 from training.data import load_bundled_eurusd
@@ -30,7 +36,7 @@ from training.data import load_bundled_eurusd
 RTOL = 1e-9
 ATOL = 1e-12
 WINDOW_LENGTHS = (WARMUP_BARS + 1, 256, 300, 512)
-LOOPS = ["numpy", "python"]  # the two flavours of window_features' recursions
+LOOPS = ["numpy", "scalar"]  # the two flavours of window_features' recursions
 DOWNTIME_START = pd.Timestamp("2018-02-08 01:00", tz="UTC")
 """First of 33 flat, zero-volume candles (exchange downtime) in the bundled BTCUSDT data."""
 DOWNTIME_BARS = 33
@@ -170,21 +176,21 @@ def test_fast_path_equals_ta_at_another_price_scale(loops):
     _assert_matches_reference(window_features(windows, loops=loops), _reference(windows))
 
 
-def test_python_and_numpy_loops_give_the_same_bits(segment, downtime):
+def test_scalar_and_numpy_loops_give_the_same_bits(segment, downtime):
     """The two loop flavours run the same IEEE operations in the same order: equal to the last
     bit on 300 random windows of the data, on every window through the downtime (where pandas'
-    variance recomputes) and at several lengths; small batches take the Python loops."""
+    variance recomputes) and at several lengths; small batches take the scalar loops."""
     rng = np.random.default_rng(7)
     for n_bars in (MIN_BARS, 256, 700):
         ends = rng.integers(n_bars, len(segment), 300).tolist()
         ends += [downtime + k for k in range(-1, DOWNTIME_BARS + 30)]
         windows = _windows(segment, ends, n_bars)
         numpy_loops = window_features(windows, loops="numpy")
-        python_loops = window_features(windows, loops="python")
-        np.testing.assert_array_equal(python_loops, numpy_loops)
-    small = windows[:PYTHON_LOOPS_MAX_WINDOWS]
-    np.testing.assert_array_equal(window_features(small), window_features(small, loops="python"))
-    with pytest.raises(ValueError, match="loops must be 'numpy' or 'python'"):
+        scalar_loops = window_features(windows, loops="scalar")
+        np.testing.assert_array_equal(scalar_loops, numpy_loops)
+    small = windows[:SCALAR_LOOPS_MAX_WINDOWS]
+    np.testing.assert_array_equal(window_features(small), window_features(small, loops="scalar"))
+    with pytest.raises(ValueError, match="loops must be 'numpy' or 'scalar'"):
         window_features(small, loops="cython")  # type: ignore[arg-type]
 
 
@@ -246,3 +252,40 @@ def test_compute_window_features_rejects_unknown_engine_and_missing_values(segme
     for engine in ("fast", "ta"):
         with pytest.raises(CandleValidationError, match="missing or infinite"):
             compute_window_features(broken, engine=engine)
+
+
+def test_compile_fast_path_compiles_every_kernel_a_served_window_needs():
+    """A server calls ``compile_fast_path`` while it loads; a real request must then find every
+    scalar kernel compiled for the arrays it passes (no compile inside the first request). Run
+    in a fresh interpreter: here, earlier tests have compiled the kernels already."""
+    probe = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        from features import compile_fast_path, contiguous_segments, OHLCV_COLUMNS
+        from features import _replay
+        from serving.runners import _window_features
+        from training.data import load_bundled_btcusdt
+
+        kernels = {n: getattr(_replay, n) for n in dir(_replay) if n.endswith("_kernel")}
+        before = {n: len(k.signatures) for n, k in kernels.items()}
+        compile_fast_path()
+        warmed = {n: len(k.signatures) for n, k in kernels.items()}
+        segment = max(contiguous_segments(load_bundled_btcusdt().frame), key=len)
+        values = segment[list(OHLCV_COLUMNS)].to_numpy()
+        windows = [values[end - 256 : end] for end in (3000, 5000, 7000)] + [values[:400]]
+        rows = _window_features(windows)
+        served = {n: len(k.signatures) for n, k in kernels.items()}
+        print(json.dumps({"before": before, "warmed": warmed, "served": served,
+                          "finite": bool(np.isfinite(rows).all())}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(seen["warmed"]) == 5  # ewm, Kahan, Welford, Wilder mean and sums
+    assert all(count == 0 for count in seen["before"].values())  # compiled lazily, not at import
+    assert all(count >= 1 for count in seen["warmed"].values())
+    assert seen["served"] == seen["warmed"] and seen["finite"]
