@@ -36,6 +36,7 @@ from serving.startup import (
 )
 from serving.tracing import skip_unsampled_tracing
 from serving.windows import (
+    WindowDecoder,
     parse_indicators,
     parse_model_info,
     parse_predict,
@@ -57,6 +58,13 @@ parse_predict_sized = functools.partial(
     parse_predict, max_candles=settings.max_candles, max_windows=settings.max_windows
 )
 parse_indicators_sized = functools.partial(parse_indicators, max_candles=settings.max_candles)
+# One-window requests straight from their JSON bytes, typed (everything else: the general path).
+decode_predict_window = WindowDecoder(
+    schemas.PredictWindow, max_candles=settings.max_candles, refused=("windows",)
+)
+decode_indicators_window = WindowDecoder(
+    schemas.IndicatorsRequest, max_candles=settings.max_candles
+)
 install_dispatcher(settings.batch_dispatch)  # batches sent when the runner is free
 skip_unsampled_tracing()  # no OpenTelemetry spans per request while none is kept
 runner_sessions_ignore_environment()  # no proxy/.netrc lookups per runner call (serving/guard.py)
@@ -99,7 +107,11 @@ def _stopping(_context: object) -> None:
 
 
 @svc.api(
-    input=ValidatedJSON(pydantic_model=schemas.PredictRequest, parse=parse_predict_sized),
+    input=ValidatedJSON(
+        pydantic_model=schemas.PredictRequest,
+        parse=parse_predict_sized,
+        fast_decode=decode_predict_window,
+    ),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
 )
 async def predict(request: schemas.PredictWindow | schemas.PredictBatch) -> dict:
@@ -119,7 +131,11 @@ async def predict(request: schemas.PredictWindow | schemas.PredictBatch) -> dict
 
 
 @svc.api(
-    input=ValidatedJSON(pydantic_model=schemas.IndicatorsRequest, parse=parse_indicators_sized),
+    input=ValidatedJSON(
+        pydantic_model=schemas.IndicatorsRequest,
+        parse=parse_indicators_sized,
+        fast_decode=decode_indicators_window,
+    ),
     output=bentoml.io.JSON(pydantic_model=schemas.IndicatorsResponse),
 )
 async def indicators(request: schemas.IndicatorsRequest) -> dict:

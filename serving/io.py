@@ -58,10 +58,15 @@ class ValidatedJSON(JSON, proto_fields=("json",)):
         pydantic_model: type[BaseModel],
         parse: Callable[[Any], Any],
         empty_ok: bool = False,
+        fast_decode: Callable[[bytes], Any | None] | None = None,
     ):
+        """``fast_decode``: tried first on JSON bytes (HTTP bodies, gRPC ``serialized_bytes``);
+        it returns the parsed request for what it takes plainly, or None to leave the bytes to
+        the general path (:class:`serving.windows.WindowDecoder`)."""
         super().__init__(pydantic_model=pydantic_model)
         self._parse = parse
         self._empty_ok = empty_ok
+        self._fast_decode = fast_decode
 
     def decode(self, body: bytes) -> Any:
         """Bytes to the parsed request, or an ``InvalidRequest``."""
@@ -69,6 +74,10 @@ class ValidatedJSON(JSON, proto_fields=("json",)):
             if self._empty_ok:
                 return self._parse({})
             raise reject("invalid_json", "body: empty; send a JSON object")
+        if self._fast_decode is not None:
+            parsed = self._fast_decode(body)
+            if parsed is not None:
+                return parsed
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -22,13 +22,31 @@ from serving.errors import InvalidRequest
 from serving.io import ValidatedJSON
 from serving.middleware import contract_error_body
 from serving.runners import _window_features
-from serving.schemas import PredictRequest
-from serving.windows import format_epoch_us, parse_predict, request_windows
+from serving.schemas import IndicatorsRequest, PredictRequest, PredictWindow
+from serving.windows import (
+    WindowDecoder,
+    format_epoch_us,
+    parse_indicators,
+    parse_predict,
+    request_windows,
+)
 
 LIMITS = {"min_candles": WARMUP_BARS + 1, "max_candles": 2048, "max_windows": 64}
 
 
+FAST_PREDICT = WindowDecoder(PredictWindow, max_candles=LIMITS["max_candles"], refused=("windows",))
+
+
 def decode(body: bytes):
+    """``predict``'s input as the service builds it: the typed one-window decoder first."""
+    descriptor = ValidatedJSON(
+        pydantic_model=PredictRequest, parse=parse_predict, fast_decode=FAST_PREDICT
+    )
+    return descriptor.decode(body)
+
+
+def general_decode(body: bytes):
+    """The same without the typed decoder: parse to Python objects, then check them."""
     return ValidatedJSON(pydantic_model=PredictRequest, parse=parse_predict).decode(body)
 
 
@@ -403,3 +421,110 @@ def test_fast_parse_path_leaves_near_misses_to_the_schema(window, change, messag
     with pytest.raises(InvalidRequest) as rejected:
         parse_predict({"candles": candles})
     assert rejected.value.error.startswith(message), rejected.value.error
+
+
+def _outcome(decoder, body: bytes):
+    """What a decoder makes of ``body``: the request's non-candle fields and its validated
+    window(s), or the refusal's reason and message."""
+    try:
+        request = decoder(body)
+        found = request_windows(request, **LIMITS)
+    except InvalidRequest as exc:
+        return ("refused", exc.reason, exc.error)
+    fields = request.model_dump(exclude={"candles", "windows"})
+    return ("taken", fields, [(w.field, w.timestamps_us.tolist(), w.ohlcv.tolist()) for w in found])
+
+
+def _bodies(window: pd.DataFrame) -> dict[str, bytes]:
+    """Valid requests in every form a client sends, then near misses the typed decoder must
+    leave to the general path (or refuse as it does)."""
+    rows = candles_payload(window)
+    epoch = [
+        {**c, "timestamp": int(t.value // 1_000_000)}
+        for c, t in zip(rows, window["timestamp"], strict=True)
+    ]
+    dumps = json.dumps
+    valid = {
+        "rows_iso": dumps({"candles": rows}),
+        "rows_epoch_ms": dumps({"candles": epoch}),
+        "columns": dumps({"candles": _columns(rows)}),
+        "columns_epoch_ms": dumps({"candles": _columns(epoch)}),
+        "integer_volumes": dumps({"candles": [{**c, "volume": int(c["volume"])} for c in rows]}),
+        "extra_keys_ignored": dumps({"candles": [{**c, "n": 1} for c in rows], "note": "x"}),
+        "position_and_bars_held": dumps({"candles": rows, "position": "long", "bars_held": 3}),
+    }
+    text = dumps({"candles": rows})
+    misses = {
+        "epoch_as_doubles": dumps({"candles": [{**c, "timestamp": c["timestamp"] + 0.0}
+                                               for c in epoch]}),
+        "nan_token": text.replace(str(rows[3]["open"]), "NaN", 1),
+        "infinity_token": text.replace(str(rows[3]["open"]), "-Infinity", 1),
+        "out_of_range": text.replace(str(rows[3]["open"]), "1e400", 1),
+        "bool_price": dumps({"candles": [*rows[:3], {**rows[3], "open": True}, *rows[4:]]}),
+        "string_price": dumps({"candles": [*rows[:3], {**rows[3], "open": "1.5"}, *rows[4:]]}),
+        "null_price": dumps({"candles": [*rows[:3], {**rows[3], "open": None}, *rows[4:]]}),
+        "missing_field": dumps({"candles": [*rows[:3], {k: v for k, v in rows[3].items()
+                                                        if k != "low"}, *rows[4:]]}),
+        "long_timestamp": dumps({"candles": [*rows[:3], {**rows[3], "timestamp": "2" * 65},
+                                             *rows[4:]]}),
+        "empty_timestamp": dumps({"candles": [*rows[:3], {**rows[3], "timestamp": ""}, *rows[4:]]}),
+        "negative_epoch": dumps({"candles": [*epoch[:3], {**epoch[3], "timestamp": -1},
+                                             *epoch[4:]]}),
+        "mixed_timestamps": dumps({"candles": [*rows[:3], epoch[3], *rows[4:]]}),
+        "ragged_columns": dumps({"candles": {**_columns(rows), "open": [1.0]}}),
+        "empty_candles": dumps({"candles": []}),
+        "both_forms": dumps({"candles": rows, "windows": [{"candles": rows}]}),
+        "bad_position": dumps({"candles": rows, "position": "sideways"}),
+        "null_bars_held": dumps({"candles": rows, "bars_held": "three"}),
+        "too_many_candles": dumps({"candles": rows * 7}),
+        "too_many_columns": dumps({"candles": _columns(rows * 7)}),
+        "not_an_object": dumps([rows]),
+        "trailing_garbage": text + " x",
+        "bom": "\ufeff" + text,
+    }  # fmt: skip
+    misses.update(
+        {name: dumps({"candles": _broken(window, name)}) for name in COLUMN_FORM_MISTAKES}
+    )
+    return {name: body.encode() for name, body in {**valid, **misses}.items()} | {
+        "not_utf8": text.encode().replace(b'"2021', b'"\xff2021', 1)
+    }
+
+
+def test_typed_one_window_decoder_agrees_with_the_general_path_on_every_body(window):
+    """The service decodes one-window requests from their bytes with msgspec
+    (:class:`serving.windows.WindowDecoder`), the rest as before. Every body, valid or not,
+    must come out exactly as the general path makes it: the same windows and fields, or the
+    same refusal, reason and message."""
+    bodies = _bodies(window)
+    for name, body in bodies.items():
+        assert _outcome(decode, body) == _outcome(general_decode, body), name
+    # The typed decoder really takes the valid forms (else this test compared a path with itself)
+    for name in ("rows_iso", "rows_epoch_ms", "columns", "columns_epoch_ms", "integer_volumes",
+                 "extra_keys_ignored", "position_and_bars_held"):  # fmt: skip
+        assert FAST_PREDICT(bodies[name]) is not None, name
+    # ... and leaves every near miss to the general path, except the size limit, which it
+    # applies itself (with the general path's message, checked above).
+    for name in set(bodies) - {"rows_iso", "rows_epoch_ms", "columns", "columns_epoch_ms",
+                               "integer_volumes", "extra_keys_ignored", "position_and_bars_held",
+                               "too_many_candles", "too_many_columns", "bad_position",
+                               "null_bars_held", *COLUMN_FORM_MISTAKES}:  # fmt: skip
+        assert FAST_PREDICT(bodies[name]) is None, name
+
+
+def test_typed_indicators_decoder_agrees_with_the_general_path(window):
+    fast = WindowDecoder(IndicatorsRequest, max_candles=LIMITS["max_candles"])
+    with_fast = ValidatedJSON(
+        pydantic_model=IndicatorsRequest, parse=parse_indicators, fast_decode=fast
+    ).decode
+    general = ValidatedJSON(pydantic_model=IndicatorsRequest, parse=parse_indicators).decode
+    rows = candles_payload(window)
+    bodies = {
+        "default": {"candles": rows},
+        "all_rows": {"candles": _columns(rows), "all_rows": True},
+        "all_rows_not_bool": {"candles": rows, "all_rows": "yes"},
+        "windows_key_ignored": {"candles": rows, "windows": []},
+    }
+    for name, payload in bodies.items():
+        body = json.dumps(payload).encode()
+        assert _outcome(with_fast, body) == _outcome(general, body), name
+    assert fast(json.dumps(bodies["all_rows"]).encode()).all_rows is True
