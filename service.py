@@ -58,13 +58,14 @@ parse_predict_sized = functools.partial(
     parse_predict, max_candles=settings.max_candles, max_windows=settings.max_windows
 )
 parse_indicators_sized = functools.partial(parse_indicators, max_candles=settings.max_candles)
-# One-window requests straight from their JSON bytes, typed (everything else: the general path).
-decode_predict_window = WindowDecoder(
-    schemas.PredictWindow, max_candles=settings.max_candles, refused=("windows",)
+# Requests straight from their JSON bytes, typed (what is not plainly valid: the general path).
+decode_predict = WindowDecoder(
+    schemas.PredictWindow,
+    batch=schemas.PredictBatch,
+    max_candles=settings.max_candles,
+    max_windows=settings.max_windows,
 )
-decode_indicators_window = WindowDecoder(
-    schemas.IndicatorsRequest, max_candles=settings.max_candles
-)
+decode_indicators = WindowDecoder(schemas.IndicatorsRequest, max_candles=settings.max_candles)
 install_dispatcher(settings.batch_dispatch)  # batches sent when the runner is free
 skip_unsampled_tracing()  # no OpenTelemetry spans per request while none is kept
 runner_sessions_ignore_environment()  # no proxy/.netrc lookups per runner call (serving/guard.py)
@@ -110,7 +111,7 @@ def _stopping(_context: object) -> None:
     input=ValidatedJSON(
         pydantic_model=schemas.PredictRequest,
         parse=parse_predict_sized,
-        fast_decode=decode_predict_window,
+        fast_decode=decode_predict,
     ),
     output=bentoml.io.JSON(pydantic_model=schemas.PredictResponse),
 )
@@ -133,7 +134,7 @@ async def predict(request: schemas.PredictWindow | schemas.PredictBatch) -> dict
     input=ValidatedJSON(
         pydantic_model=schemas.IndicatorsRequest,
         parse=parse_indicators_sized,
-        fast_decode=decode_indicators_window,
+        fast_decode=decode_indicators,
     ),
     output=bentoml.io.JSON(pydantic_model=schemas.IndicatorsResponse),
 )

@@ -3,6 +3,7 @@ and the feature runner's isolation of a bad window (real BTCUSDT candles)."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import bentoml
@@ -22,7 +23,7 @@ from serving.errors import InvalidRequest
 from serving.io import ValidatedJSON
 from serving.middleware import contract_error_body
 from serving.runners import _window_features
-from serving.schemas import IndicatorsRequest, PredictRequest, PredictWindow
+from serving.schemas import IndicatorsRequest, PredictBatch, PredictRequest, PredictWindow
 from serving.windows import (
     WindowDecoder,
     format_epoch_us,
@@ -34,20 +35,29 @@ from serving.windows import (
 LIMITS = {"min_candles": WARMUP_BARS + 1, "max_candles": 2048, "max_windows": 64}
 
 
-FAST_PREDICT = WindowDecoder(PredictWindow, max_candles=LIMITS["max_candles"], refused=("windows",))
+FAST_PREDICT = WindowDecoder(
+    PredictWindow,
+    batch=PredictBatch,
+    max_candles=LIMITS["max_candles"],
+    max_windows=LIMITS["max_windows"],
+)
 
 
 def decode(body: bytes):
-    """``predict``'s input as the service builds it: the typed one-window decoder first."""
-    descriptor = ValidatedJSON(
-        pydantic_model=PredictRequest, parse=parse_predict, fast_decode=FAST_PREDICT
+    """``predict``'s input as the service builds it: the typed decoder first."""
+    parse = functools.partial(
+        parse_predict, max_candles=LIMITS["max_candles"], max_windows=LIMITS["max_windows"]
     )
+    descriptor = ValidatedJSON(pydantic_model=PredictRequest, parse=parse, fast_decode=FAST_PREDICT)
     return descriptor.decode(body)
 
 
 def general_decode(body: bytes):
     """The same without the typed decoder: parse to Python objects, then check them."""
-    return ValidatedJSON(pydantic_model=PredictRequest, parse=parse_predict).decode(body)
+    parse = functools.partial(
+        parse_predict, max_candles=LIMITS["max_candles"], max_windows=LIMITS["max_windows"]
+    )
+    return ValidatedJSON(pydantic_model=PredictRequest, parse=parse).decode(body)
 
 
 def rejection(body: bytes) -> InvalidRequest:
@@ -437,6 +447,8 @@ def _outcome(decoder, body: bytes):
     except InvalidRequest as exc:
         return ("refused", exc.reason, exc.error)
     fields = request.model_dump(exclude={"candles", "windows"})
+    if isinstance(request, PredictBatch):
+        fields["windows"] = [w.model_dump(exclude={"candles"}) for w in request.windows]
     return ("taken", fields, [(w.field, w.timestamps_us.tolist(), w.ohlcv.tolist()) for w in found])
 
 
@@ -457,6 +469,14 @@ def _bodies(window: pd.DataFrame) -> dict[str, bytes]:
         "integer_volumes": dumps({"candles": [{**c, "volume": int(c["volume"])} for c in rows]}),
         "extra_keys_ignored": dumps({"candles": [{**c, "n": 1} for c in rows], "note": "x"}),
         "position_and_bars_held": dumps({"candles": rows, "position": "long", "bars_held": 3}),
+        "batch": dumps(
+            {
+                "windows": [
+                    {"candles": rows},
+                    {"candles": _columns(epoch), "position": "short", "bars_held": 2},
+                ]
+            }
+        ),
     }
     text = dumps({"candles": rows})
     misses = {
@@ -479,6 +499,16 @@ def _bodies(window: pd.DataFrame) -> dict[str, bytes]:
         "ragged_columns": dumps({"candles": {**_columns(rows), "open": [1.0]}}),
         "empty_candles": dumps({"candles": []}),
         "both_forms": dumps({"candles": rows, "windows": [{"candles": rows}]}),
+        "batch_no_windows": dumps({"windows": []}),
+        "batch_too_many_windows": dumps({"windows": [{"candles": rows[:60]}] * 65}),
+        "batch_window_too_long": dumps({"windows": [{"candles": rows}, {"candles": rows * 7}]}),
+        "batch_bool_price": dumps({"windows": [{"candles": rows}, {"candles": [
+            *rows[:3], {**rows[3], "open": True}, *rows[4:]]}]}),
+        "batch_window_without_candles": dumps({"windows": [{"candles": rows}, {"bars_held": 1}]}),
+        "batch_bad_position": dumps({"windows": [{"candles": rows}, {"candles": rows,
+                                                                     "position": "up"}]}),
+        "batch_gap": dumps({"windows": [{"candles": rows}, {"candles": rows[:9] + rows[10:]}]}),
+        "batch_not_a_list": dumps({"windows": {"candles": rows}}),
         "bad_position": dumps({"candles": rows, "position": "sideways"}),
         "null_bars_held": dumps({"candles": rows, "bars_held": "three"}),
         "too_many_candles": dumps({"candles": rows * 7}),
@@ -504,15 +534,16 @@ def test_typed_one_window_decoder_agrees_with_the_general_path_on_every_body(win
     for name, body in bodies.items():
         assert _outcome(decode, body) == _outcome(general_decode, body), name
     # The typed decoder really takes the valid forms (else this test compared a path with itself)
-    for name in ("rows_iso", "rows_epoch_ms", "columns", "columns_epoch_ms", "integer_volumes",
-                 "extra_keys_ignored", "position_and_bars_held"):  # fmt: skip
+    taken = ("rows_iso", "rows_epoch_ms", "columns", "columns_epoch_ms", "integer_volumes",
+             "extra_keys_ignored", "position_and_bars_held", "batch")  # fmt: skip
+    for name in taken:
         assert FAST_PREDICT(bodies[name]) is not None, name
     # ... and leaves every near miss to the general path, except the size limit, which it
     # applies itself (with the general path's message, checked above).
-    for name in set(bodies) - {"rows_iso", "rows_epoch_ms", "columns", "columns_epoch_ms",
-                               "integer_volumes", "extra_keys_ignored", "position_and_bars_held",
-                               "too_many_candles", "too_many_columns", "bad_position",
-                               "null_bars_held", *COLUMN_FORM_MISTAKES}:  # fmt: skip
+    judged_by_it = {"too_many_candles", "too_many_columns", "bad_position", "null_bars_held",
+                    "batch_too_many_windows", "batch_window_too_long", "batch_bad_position",
+                    "batch_gap", *COLUMN_FORM_MISTAKES}  # fmt: skip
+    for name in set(bodies) - set(taken) - judged_by_it:
         assert FAST_PREDICT(bodies[name]) is None, name
 
 
