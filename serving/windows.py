@@ -313,7 +313,7 @@ class WindowDecoder:
     def __call__(self, body: bytes) -> Window | WindowBatch | None:
         try:
             decoded = self._decoder.decode(body)
-        except msgspec.DecodeError:  # malformed, or not plainly of the schema's types
+        except (msgspec.DecodeError, RecursionError):  # malformed, not plainly typed, too deep
             return None
         candles = decoded.candles
         windows = getattr(decoded, "windows", msgspec.UNSET)

@@ -509,6 +509,8 @@ def _bodies(window: pd.DataFrame) -> dict[str, bytes]:
                                                                      "position": "up"}]}),
         "batch_gap": dumps({"windows": [{"candles": rows}, {"candles": rows[:9] + rows[10:]}]}),
         "batch_not_a_list": dumps({"windows": {"candles": rows}}),
+        "nested_too_deeply": text[:-1] + ', "position": ' + "[" * 5000 + "]" * 5000 + "}",
+        "nested_a_little": text[:-1] + ', "position": ' + "[" * 50 + "]" * 50 + "}",
         "bad_position": dumps({"candles": rows, "position": "sideways"}),
         "null_bars_held": dumps({"candles": rows, "bars_held": "three"}),
         "too_many_candles": dumps({"candles": rows * 7}),
@@ -542,7 +544,7 @@ def test_typed_one_window_decoder_agrees_with_the_general_path_on_every_body(win
     # applies itself (with the general path's message, checked above).
     judged_by_it = {"too_many_candles", "too_many_columns", "bad_position", "null_bars_held",
                     "batch_too_many_windows", "batch_window_too_long", "batch_bad_position",
-                    "batch_gap", *COLUMN_FORM_MISTAKES}  # fmt: skip
+                    "batch_gap", "nested_a_little", *COLUMN_FORM_MISTAKES}  # fmt: skip
     for name in set(bodies) - set(taken) - judged_by_it:
         assert FAST_PREDICT(bodies[name]) is None, name
 
