@@ -12,7 +12,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -210,11 +210,19 @@ def _fast_candles(raw: Any) -> CandleColumns | None:
     return CandleColumns.model_construct(timestamp=stamps, **values)
 
 
+_TimestampValue = (
+    Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    | Annotated[int, msgspec.Meta(ge=0, le=EPOCH_MS_MAX)]
+)
+"""The schema's ``Timestamp`` rule for JSON values, as msgspec checks it (an integral double,
+which only gRPC ``json`` Values carry, goes to the general path)."""
+
+
 class _RowCandle(msgspec.Struct, gc=False):
     """A row-form candle as msgspec decodes it: the schema's types, strictly (a float field
     takes an integer, never a bool or a string); unknown keys are skipped, as pydantic does."""
 
-    timestamp: str | int
+    timestamp: _TimestampValue
     open: float
     high: float
     low: float
@@ -223,7 +231,7 @@ class _RowCandle(msgspec.Struct, gc=False):
 
 
 class _ColumnCandles(msgspec.Struct, gc=False):
-    timestamp: list[str | int]
+    timestamp: list[_TimestampValue]
     open: list[float]
     high: list[float]
     low: list[float]
@@ -235,21 +243,20 @@ _row_attributes = operator.attrgetter(*CANDLE_FIELDS)
 
 
 def _decoded_candles(raw: list[_RowCandle] | _ColumnCandles) -> CandleColumns | None:
-    """:func:`_fast_candles` of msgspec's typed window: the types are checked already, and
-    msgspec refuses NaN, infinities and numbers out of float64's range, so the values are
-    finite; what is left is the timestamp rule and, for columns, equal lengths."""
+    """:func:`_fast_candles` of msgspec's typed window: the types and the timestamp rule are
+    checked already, and msgspec refuses NaN, infinities and numbers out of float64's range, so
+    the values are finite; what is left is, for columns, equal lengths. (Timestamps of mixed
+    kinds pass here as they pass the schema: the window check refuses them, naming the row.)"""
     if isinstance(raw, list):
         if not raw:
             return None
         timestamps, *values = zip(*map(_row_attributes, raw), strict=True)
-        stamps = _fast_timestamps(list(timestamps))
+        stamps = list(timestamps)
     else:
         values = [getattr(raw, name) for name in OHLCV_COLUMNS]
         if len({len(raw.timestamp), *map(len, values)}) != 1 or not raw.timestamp:
             return None
-        stamps = _fast_timestamps(raw.timestamp)
-    if stamps is None:
-        return None
+        stamps = raw.timestamp
     columns = np.array(values, dtype="float64")
     return CandleColumns.model_construct(
         timestamp=stamps, **dict(zip(OHLCV_COLUMNS, columns, strict=True))

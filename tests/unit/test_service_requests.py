@@ -23,7 +23,13 @@ from serving.errors import InvalidRequest
 from serving.io import ValidatedJSON
 from serving.middleware import contract_error_body
 from serving.runners import _window_features
-from serving.schemas import IndicatorsRequest, PredictBatch, PredictRequest, PredictWindow
+from serving.schemas import (
+    EPOCH_MS_MAX,
+    IndicatorsRequest,
+    PredictBatch,
+    PredictRequest,
+    PredictWindow,
+)
 from serving.windows import (
     WindowDecoder,
     format_epoch_us,
@@ -496,6 +502,11 @@ def _bodies(window: pd.DataFrame) -> dict[str, bytes]:
         "negative_epoch": dumps({"candles": [*epoch[:3], {**epoch[3], "timestamp": -1},
                                              *epoch[4:]]}),
         "mixed_timestamps": dumps({"candles": [*rows[:3], epoch[3], *rows[4:]]}),
+        "bool_timestamp": dumps({"candles": [*epoch[:3], {**epoch[3], "timestamp": True},
+                                             *epoch[4:]]}),
+        "epoch_past_9999": dumps({"candles": [*epoch[:3], {**epoch[3],
+                                                           "timestamp": EPOCH_MS_MAX + 1},
+                                              *epoch[4:]]}),
         "ragged_columns": dumps({"candles": {**_columns(rows), "open": [1.0]}}),
         "empty_candles": dumps({"candles": []}),
         "both_forms": dumps({"candles": rows, "windows": [{"candles": rows}]}),
@@ -544,7 +555,8 @@ def test_typed_one_window_decoder_agrees_with_the_general_path_on_every_body(win
     # applies itself (with the general path's message, checked above).
     judged_by_it = {"too_many_candles", "too_many_columns", "bad_position", "null_bars_held",
                     "batch_too_many_windows", "batch_window_too_long", "batch_bad_position",
-                    "batch_gap", "nested_a_little", *COLUMN_FORM_MISTAKES}  # fmt: skip
+                    "batch_gap", "nested_a_little", "mixed_timestamps",
+                    *COLUMN_FORM_MISTAKES}  # fmt: skip
     for name in set(bodies) - set(taken) - judged_by_it:
         assert FAST_PREDICT(bodies[name]) is None, name
 
