@@ -37,21 +37,41 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from numba import njit
 
 _Kernel = TypeVar("_Kernel", bound=Callable[..., Any])
+_KERNELS: dict[str, Callable[..., Any]] = {}
+"""The scalar kernels, by name, as plain Python functions (compiled by :func:`_compile_kernels`)."""
 
 
 def _compiled(function: _Kernel) -> _Kernel:
-    """``numba.njit`` of ``function``, compiled at its first call. The machine code is cached on
-    disk where numba finds a writable place (``__pycache__`` beside this file, else
-    ``NUMBA_CACHE_DIR`` or the user's cache directory), so later processes load it in
-    milliseconds; on a read-only file system each process compiles it afresh (~2-3 s for all
-    kernels)."""
-    try:
-        return njit(cache=True)(function)  # type: ignore[return-value]  # a Dispatcher
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(function)  # type: ignore[return-value]
+    """Register ``function`` as a kernel for ``numba.njit``. Numba itself is imported only at
+    the first call of any kernel (it adds ~70 MiB to a process, and only the runners compute
+    features), when :func:`_compile_kernels` puts every kernel's dispatcher in its place."""
+    _KERNELS[function.__name__] = function
+
+    def first_call(*args: Any) -> Any:
+        _compile_kernels()
+        return globals()[function.__name__](*args)
+
+    return first_call  # type: ignore[return-value]
+
+
+def _compile_kernels() -> None:
+    """Replace each registered kernel by its ``numba.njit`` dispatcher (all at once, so that
+    kernels calling kernels find dispatchers). A dispatcher compiles at its first call; the
+    machine code is cached on disk where numba finds a writable place (``__pycache__`` beside
+    this file, else ``NUMBA_CACHE_DIR`` or the user's cache directory), so later processes load
+    it in milliseconds; on a read-only file system each process compiles it afresh (~2-3 s for
+    all kernels)."""
+    from numba import njit
+
+    for name, function in _KERNELS.items():
+        if getattr(globals()[name], "py_func", None) is function:
+            continue  # compiled already
+        try:
+            globals()[name] = njit(cache=True)(function)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            globals()[name] = njit(function)
 
 
 def _f64(values: np.ndarray) -> np.ndarray:
