@@ -306,14 +306,17 @@ class WindowDecoder:
     @cached_property
     def _decoder(self) -> msgspec.json.Decoder[Any]:
         typed: dict[str, Any] = {"candles": _Candles}
-        if self.batch is not None:
-            window_model = self.batch.model_fields["windows"].annotation.__args__[0]  # type: ignore[union-attr]
-            window = _typed_struct(window_model, {"candles": _Candles})
+        if self.batch is not None:  # its windows are one-window requests of ``model``
+            window = _typed_struct(self.model, {"candles": _Candles})
             typed["windows"] = list[window]  # type: ignore[valid-type]
         return msgspec.json.Decoder(_typed_struct(self.model, typed))
 
-    def _check_size(self, field: str, candles: Any) -> None:
-        size = len(candles) if isinstance(candles, list) else len(candles.timestamp)
+    def _check_size(self, field: str, candles: list[_RowCandle] | _ColumnCandles) -> None:
+        """:func:`check_sizes`' rule: rows, or the longest column."""
+        if isinstance(candles, list):
+            size = len(candles)
+        else:
+            size = max(len(getattr(candles, name)) for name in CANDLE_FIELDS)
         if self.max_candles is not None and size > self.max_candles:
             raise _too_many_candles(field, size, self.max_candles)
 

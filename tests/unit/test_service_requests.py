@@ -526,6 +526,7 @@ def _bodies(window: pd.DataFrame) -> dict[str, bytes]:
         "null_bars_held": dumps({"candles": rows, "bars_held": "three"}),
         "too_many_candles": dumps({"candles": rows * 7}),
         "too_many_columns": dumps({"candles": _columns(rows * 7)}),
+        "one_column_too_long": dumps({"candles": {**_columns(rows), "open": [1.0] * 2100}}),
         "not_an_object": dumps([rows]),
         "trailing_garbage": text + " x",
         "bom": "\ufeff" + text,
@@ -553,7 +554,8 @@ def test_typed_one_window_decoder_agrees_with_the_general_path_on_every_body(win
         assert FAST_PREDICT(bodies[name]) is not None, name
     # ... and leaves every near miss to the general path, except the size limit, which it
     # applies itself (with the general path's message, checked above).
-    judged_by_it = {"too_many_candles", "too_many_columns", "bad_position", "null_bars_held",
+    judged_by_it = {"too_many_candles", "too_many_columns", "one_column_too_long",
+                    "bad_position", "null_bars_held",
                     "batch_too_many_windows", "batch_window_too_long", "batch_bad_position",
                     "batch_gap", "nested_a_little", "mixed_timestamps",
                     *COLUMN_FORM_MISTAKES}  # fmt: skip
